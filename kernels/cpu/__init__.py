@@ -1,0 +1,1 @@
+"""CPU njit kernels."""

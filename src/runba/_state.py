@@ -1,0 +1,17 @@
+"""Per-thread modes: grad mode and capture mode (DESIGN §3).
+
+A DataLoader thread never records into the main thread's graph, so both modes live in a
+``threading.local``. Nothing else in runba is hidden global state.
+"""
+
+import threading
+
+
+class _ThreadState(threading.local):
+    def __init__(self):
+        self.grad_enabled = True
+        # The capture handler (the JIT's recorder) or None for eager execution.
+        self.capture = None
+
+
+STATE = _ThreadState()

@@ -1,0 +1,514 @@
+"""Indexing and gather/scatter: getitem/setitem (basic and advanced), gather, scatter_add,
+cat, the in-place copy_ and index_put_, and composites (stack, index_select, masked_fill,
+tril/triu, one_hot, roll)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from runba import dtype as _dt
+from runba.ops.movement import SLICE, _dim, unsqueeze
+from runba.ops.reduce import normalize_dims
+from runba.ops.registry import (
+    EXTERN,
+    SAVE_INPUTS,
+    OpDef,
+    check_inplace,
+    dispatch,
+    register,
+    tensor_method,
+)
+
+
+class _Slot:
+    """Placeholder for the k-th index tensor inside an index template."""
+
+    __slots__ = ("k",)
+
+    def __init__(self, k):
+        self.k = k
+
+    def __repr__(self):
+        return f"<index tensor {self.k}>"
+
+    def __eq__(self, other):
+        return isinstance(other, _Slot) and other.k == self.k
+
+    def __hash__(self):
+        return hash(("slot", self.k))
+
+
+def _fill(template, arrays):
+    return tuple(arrays[i.k] if isinstance(i, _Slot) else i for i in template)
+
+
+def normalize_index(index):
+    """Split an index into a template (ints, slices, None, Ellipsis, slots) and tensors."""
+    from runba.creation import tensor as make_tensor
+    from runba.tensor import Tensor
+
+    if not isinstance(index, tuple):
+        index = (index,)
+    template, tensors = [], []
+    for i in index:
+        if isinstance(i, Tensor):
+            if i.dtype.is_floating_point:
+                raise IndexError(
+                    f"tensors used as indices must be long, int, byte or bool tensors "
+                    f"(got {i.dtype.name})"
+                )
+            template.append(_Slot(len(tensors)))
+            tensors.append(i)
+        elif isinstance(i, (list, np.ndarray)) or isinstance(i, bool):
+            t = make_tensor(i)
+            if t.dtype.is_floating_point:
+                raise IndexError("tensors used as indices must be long, int, byte or bool tensors")
+            template.append(_Slot(len(tensors)))
+            tensors.append(t)
+        elif isinstance(i, slice):
+            template.append(
+                slice(*(None if v is None else _as_int(v) for v in (i.start, i.stop, i.step)))
+            )
+            if i.step is not None and _as_int(i.step) <= 0:
+                raise ValueError("step must be greater than zero")
+        elif i is None or i is Ellipsis:
+            template.append(i)
+        else:
+            template.append(_as_int(i))
+    return tuple(template), tuple(tensors)
+
+
+def _as_int(v):
+    try:
+        return int(v.__index__())
+    except AttributeError:
+        raise TypeError(
+            f"only integers, slices, None, Ellipsis and integer or boolean tensors are valid "
+            f"indices (got {type(v).__name__})"
+        ) from None
+
+
+def _index_arrays(tensors):
+    return [t for t in tensors]
+
+
+# ---------------------------------------------------------------------------- primitives
+def _index_impl(x, *index_arrays, template):
+    return x[_fill(template, index_arrays)]
+
+
+def _index_vjp(c, g):
+    tensors = c.inputs[1:]
+    return (
+        dispatch(
+            INDEX_BACKWARD,
+            (g, *tensors),
+            {"shape": c.in_meta[0][0], "template": c.attrs["template"]},
+        ),
+        *([None] * len(tensors)),
+    )
+
+
+INDEX = register(OpDef("index", EXTERN, impl=_index_impl, vjp=_index_vjp, saves=SAVE_INPUTS))
+
+
+def _index_backward_impl(g, *index_arrays, shape, template):
+    out = np.zeros(shape, dtype=g.dtype)
+    np.add.at(out, _fill(template, index_arrays), g)  # repeated indices accumulate
+    return out
+
+
+INDEX_BACKWARD = register(
+    OpDef(
+        "index_backward",
+        EXTERN,
+        impl=_index_backward_impl,
+        vjp=lambda c, g: (
+            dispatch(INDEX, (g, *c.inputs[1:]), {"template": c.attrs["template"]}),
+            *([None] * (len(c.inputs) - 1)),
+        ),
+        saves=SAVE_INPUTS,
+    )
+)
+
+
+def _index_put_impl(x, value, *index_arrays, template, accumulate=False):
+    out = x.copy()
+    idx = _fill(template, index_arrays)
+    if accumulate:
+        np.add.at(out, idx, value)
+    else:
+        out[idx] = value
+    return out
+
+
+def _index_put_inplace_impl(x, value, *index_arrays, template, accumulate=False):
+    idx = _fill(template, index_arrays)
+    if accumulate:
+        np.add.at(x, idx, value)
+    else:
+        x[idx] = value
+    return x
+
+
+def _index_put_vjp(c, g):
+    tensors = c.inputs[2:]
+    template, acc = c.attrs["template"], c.attrs.get("accumulate", False)
+    gx = g if acc else dispatch(INDEX_PUT, (g, 0, *tensors), {"template": template})
+    gv = dispatch(INDEX, (g, *tensors), {"template": template}) if c.needs[1] else None
+    return (gx if c.needs[0] else None, gv, *([None] * len(tensors)))
+
+
+INDEX_PUT = register(
+    OpDef("index_put", EXTERN, impl=_index_put_impl, vjp=_index_put_vjp, saves=SAVE_INPUTS)
+)
+INDEX_PUT_ = register(
+    OpDef(
+        "index_put_",
+        EXTERN,
+        impl=_index_put_inplace_impl,
+        vjp=_index_put_vjp,
+        saves=SAVE_INPUTS,
+        inplace=True,
+    )
+)
+
+
+def _copy_impl(dst, src):
+    np.copyto(dst, src, casting="unsafe")
+    return dst
+
+
+# The old value of dst gets no gradient: it is overwritten. src may broadcast to dst.
+COPY_ = register(
+    OpDef("copy_", EXTERN, impl=_copy_impl, vjp=lambda c, g: (None, g), inplace=True)
+)
+
+
+def _gather_impl(x, index, dim):
+    return np.take_along_axis(x, index, axis=dim)
+
+
+GATHER = register(
+    OpDef(
+        "gather",
+        EXTERN,
+        impl=_gather_impl,
+        vjp=lambda c, g: (
+            dispatch(
+                SCATTER_ADD,
+                (_zeros(c.in_meta[0][0], g.dtype), c.inputs[1], g),
+                {"dim": c.attrs["dim"]},
+            ),
+            None,
+        ),
+        saves=SAVE_INPUTS,
+    )
+)
+
+
+def _scatter_add_impl(x, index, src, dim):
+    out = x.copy()
+    # full index grids for every axis but `dim`, which takes the given index
+    grids = list(np.indices(index.shape, sparse=True))
+    grids[dim] = index
+    np.add.at(out, tuple(grids), src[tuple(slice(0, s) for s in index.shape)])
+    return out
+
+
+SCATTER_ADD = register(
+    OpDef(
+        "scatter_add",
+        EXTERN,
+        impl=_scatter_add_impl,
+        vjp=lambda c, g: (
+            g if c.needs[0] else None,
+            None,
+            dispatch(GATHER, (g, c.inputs[1]), {"dim": c.attrs["dim"]}) if c.needs[2] else None,
+        ),
+        saves=SAVE_INPUTS,
+    )
+)
+
+
+def _cat_vjp(c, g):
+    d = c.attrs["dim"]
+    out, start = [], 0
+    for meta in c.in_meta:
+        n = meta[0][d]
+        out.append(dispatch(SLICE, (g,), {"index": (slice(None),) * d + (slice(start, start + n),)}))
+        start += n
+    return tuple(out)
+
+
+def _cat_dtype(dtypes, attrs):
+    d = dtypes[0]
+    for x in dtypes[1:]:
+        d = _dt.promote_types(d, x)
+    return d
+
+
+CAT = register(
+    OpDef(
+        "cat",
+        EXTERN,
+        impl=lambda *xs, dim: np.concatenate(
+            [x.astype(np.result_type(*xs)) for x in xs], axis=dim
+        ),
+        out_dtype=_cat_dtype,
+        vjp=_cat_vjp,
+    )
+)
+
+
+def _zeros(shape, dtype):
+    from runba.creation import zeros
+
+    return zeros(shape, dtype=dtype)
+
+
+# ---------------------------------------------------------------------------- functions
+def getitem(input, index):
+    """``input[index]``: basic indices give a view, tensor/list indices gather (a copy)."""
+    template, tensors = normalize_index(index)
+    try:
+        if not tensors:
+            return dispatch(SLICE, (input,), {"index": template})
+        return dispatch(INDEX, (input, *tensors), {"template": template})
+    except IndexError as e:
+        raise IndexError(f"{e} (indexing a tensor of shape {list(input.shape)})") from None
+
+
+def setitem(input, index, value):
+    """``input[index] = value`` in place; recorded for autograd (PyTorch's CopySlices)."""
+    from runba.tensor import Tensor
+
+    template, tensors = normalize_index(index)
+    check_inplace(input, "setitem", (value,))
+    if isinstance(value, Tensor) and value.dtype is not input.dtype:
+        value = value.to(input.dtype)
+    try:
+        dispatch(INDEX_PUT_, (input, value, *tensors), {"template": template})
+    except (IndexError, ValueError) as e:
+        vshape = list(value.shape) if isinstance(value, Tensor) else type(value).__name__
+        raise type(e)(
+            f"setitem: {e} (tensor of shape {list(input.shape)}, value {vshape})"
+        ) from None
+
+
+@tensor_method()
+def copy_(input, src, non_blocking=False):
+    """Copy ``src`` (broadcast, cast) into ``input`` in place; gradients flow to ``src``."""
+    from runba.tensor import Tensor
+
+    check_inplace(input, "copy_", (src,))
+    if isinstance(src, Tensor):
+        try:
+            np.broadcast_shapes(src._data.shape, input._data.shape)
+        except ValueError:
+            raise RuntimeError(
+                f"copy_: the source of shape {list(src.shape)} cannot be broadcast to the "
+                f"destination of shape {list(input.shape)}"
+            ) from None
+    return dispatch(COPY_, (input, src))
+
+
+@tensor_method()
+def index_put_(input, indices, values, accumulate=False):
+    template, tensors = normalize_index(tuple(indices))
+    check_inplace(input, "index_put_", (values,))
+    return dispatch(
+        INDEX_PUT_, (input, values, *tensors), {"template": template, "accumulate": accumulate}
+    )
+
+
+@tensor_method()
+def index_put(input, indices, values, accumulate=False):
+    template, tensors = normalize_index(tuple(indices))
+    return dispatch(
+        INDEX_PUT, (input, values, *tensors), {"template": template, "accumulate": accumulate}
+    )
+
+
+def _check_index_tensor(index, op):
+    if index.dtype not in (_dt.int64, _dt.int32):
+        raise RuntimeError(f"{op}(): Expected dtype int64 for index (got {index.dtype.name})")
+
+
+@tensor_method()
+def gather(input, dim, index):
+    """``out[i][j] = input[index[i][j]][j]`` for dim 0 (and so on), like ``torch.gather``."""
+    _check_index_tensor(index, "gather")
+    d = _dim(dim, input.ndim, "gather")
+    if index.ndim != input.ndim:
+        raise RuntimeError(
+            f"gather(): Index tensor must have the same number of dimensions as input tensor "
+            f"(index {list(index.shape)}, input {list(input.shape)})"
+        )
+    return dispatch(GATHER, (input, index), {"dim": d})
+
+
+@tensor_method()
+def scatter_add(input, dim, index, src):
+    """``out = input.clone(); out[index[i][j]][j] += src[i][j]`` (dim 0), like torch."""
+    _check_index_tensor(index, "scatter_add")
+    d = _dim(dim, input.ndim, "scatter_add")
+    return dispatch(SCATTER_ADD, (input, index, src), {"dim": d})
+
+
+@tensor_method()
+def index_select(input, dim, index):
+    """Entries of ``input`` along ``dim`` at the positions in the 1-D ``index``."""
+    d = _dim(dim, input.ndim, "index_select")
+    if index.ndim > 1:
+        raise IndexError("index_select(): Index is supposed to be a vector")
+    return getitem(input, (slice(None),) * d + (index.reshape(-1),))
+
+
+def cat(tensors, dim=0):
+    """Concatenate along an existing ``dim``; shapes must match elsewhere."""
+    tensors = [t for t in tensors]
+    if not tensors:
+        raise RuntimeError("cat(): expected a non-empty list of Tensors")
+    # like torch, 1-D empty tensors are skipped
+    nonempty = [t for t in tensors if not (t.ndim == 1 and t.shape[0] == 0)] or tensors[:1]
+    ref = nonempty[0]
+    d = _dim(dim, ref.ndim, "cat")
+    for i, t in enumerate(nonempty):
+        if t.ndim != ref.ndim or any(
+            a != b for k, (a, b) in enumerate(zip(t.shape, ref.shape)) if k != d
+        ):
+            raise RuntimeError(
+                f"cat(): Sizes of tensors must match except in dimension {d}. Expected "
+                f"{list(ref.shape)} but got {list(t.shape)} for tensor number {i} in the list."
+            )
+    return dispatch(CAT, tuple(nonempty), {"dim": d})
+
+
+concat = concatenate = cat
+
+
+def stack(tensors, dim=0):
+    """Join tensors of equal shape along a new ``dim``."""
+    tensors = list(tensors)
+    if not tensors:
+        raise RuntimeError("stack expects a non-empty TensorList")
+    shape = tensors[0].shape
+    for i, t in enumerate(tensors):
+        if t.shape != shape:
+            raise RuntimeError(
+                f"stack expects each tensor to be equal size, but got {list(shape)} at entry 0 "
+                f"and {list(t.shape)} at entry {i}"
+            )
+    return cat([unsqueeze(t, dim) for t in tensors], dim)
+
+
+def hstack(tensors):
+    tensors = list(tensors)
+    return cat(tensors, 0 if tensors[0].ndim == 1 else 1)
+
+
+def vstack(tensors):
+    return cat([t.reshape(1, -1) if t.ndim == 1 else t for t in tensors], 0)
+
+
+@tensor_method()
+def masked_fill(input, mask, value):
+    """``value`` where ``mask`` is True, else ``input``."""
+    from runba.ops.elementwise import where
+
+    if mask.dtype is not _dt.bool_:
+        raise RuntimeError(f"masked_fill_ only supports boolean masks, but got mask with dtype {mask.dtype.name}")
+    out = where(mask, value, input)
+    return out if out.dtype is input.dtype else out.to(input.dtype)
+
+
+def _tri_mask(input, diagonal, lower):
+    from runba.creation import arange
+
+    rows, cols = input.shape[-2], input.shape[-1]
+    r = arange(rows).reshape(rows, 1)
+    c = arange(cols).reshape(1, cols)
+    return (c - r <= diagonal) if lower else (c - r >= diagonal)
+
+
+@tensor_method()
+def tril(input, diagonal=0):
+    """Lower triangle (``j - i <= diagonal``) of the last two dims; the rest zero."""
+    if input.ndim < 2:
+        raise RuntimeError(f"tril: input tensor must have at least 2 dimensions (got {input.ndim})")
+    from runba.ops.elementwise import where
+
+    return where(_tri_mask(input, diagonal, True), input, 0).to(input.dtype)
+
+
+@tensor_method()
+def triu(input, diagonal=0):
+    """Upper triangle (``j - i >= diagonal``) of the last two dims; the rest zero."""
+    if input.ndim < 2:
+        raise RuntimeError(f"triu: input tensor must have at least 2 dimensions (got {input.ndim})")
+    from runba.ops.elementwise import where
+
+    return where(_tri_mask(input, diagonal, False), input, 0).to(input.dtype)
+
+
+def one_hot(tensor, num_classes=-1):
+    """int64 one-hot encoding with a new last dim of ``num_classes``."""
+    from runba.creation import arange
+
+    if tensor.dtype is not _dt.int64:
+        raise RuntimeError("one_hot is only applicable to index tensor of type LongTensor.")
+    if num_classes == -1:
+        num_classes = int(tensor.max().item()) + 1 if tensor.numel() else 0
+    if tensor.numel() and (tensor.min().item() < 0 or tensor.max().item() >= num_classes):
+        raise RuntimeError(f"one_hot: Class values must be in [0, {num_classes}) (got {tensor.min().item()}..{tensor.max().item()})")
+    return (unsqueeze(tensor, -1) == arange(num_classes)).to(_dt.int64)
+
+
+@tensor_method()
+def roll(input, shifts, dims=None):
+    """Rotate elements along ``dims`` by ``shifts`` (flattened when dims is None)."""
+    if dims is None:
+        return roll(input.flatten(), shifts, 0).reshape(input.shape)
+    shifts = (shifts,) if isinstance(shifts, int) else tuple(shifts)
+    dims = (dims,) if isinstance(dims, int) else tuple(dims)
+    if len(shifts) != len(dims):
+        raise RuntimeError(f"roll: shifts and dimensions must align. shifts: {len(shifts)}, dims: {len(dims)}")
+    out = input
+    for s, d in zip(shifts, dims):
+        d = normalize_dims(d, input.ndim, "roll")[0]
+        n = input.shape[d]
+        if n == 0:
+            continue
+        s %= n
+        if s:
+            head = out.narrow(d, n - s, s)
+            tail = out.narrow(d, 0, n - s)
+            out = cat([head, tail], d)
+    return out if out is not input else input.clone()
+
+
+NONZERO = register(
+    OpDef(
+        "nonzero",
+        EXTERN,
+        impl=lambda x: np.stack(np.nonzero(x), axis=1).reshape(-1, x.ndim),
+        out_dtype=lambda dtypes, attrs: _dt.int64,
+    )
+)
+
+
+@tensor_method()
+def nonzero(input, *, as_tuple=False):
+    """Indices of non-zero elements, ``(n, ndim)`` int64 (or one tensor per dim)."""
+    out = dispatch(NONZERO, (input,))
+    if as_tuple:
+        return tuple(out[:, i] for i in range(input.ndim))
+    return out
+
+
+@tensor_method()
+def masked_select(input, mask):
+    """The elements where ``mask`` (broadcast) is True, as a 1-D tensor."""
+    shape = np.broadcast_shapes(input.shape, mask.shape)
+    return getitem(input.expand(shape), mask.expand(shape))

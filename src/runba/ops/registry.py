@@ -1,0 +1,337 @@
+"""The op registry: one :class:`OpDef` per primitive, and the one dispatch path.
+
+Every Tensor operation ends in :func:`dispatch`. In eager mode it runs the op's numpy
+interpretation now and, when gradients are needed, records an autograd node. When a capture
+handler is installed for the current thread (the JIT), the same call is handed to the handler,
+which records a lazy node instead of running anything.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from runba._state import STATE
+from runba.dtype import FLOATING, bool_, get_default_dtype, result_type, scalar_dtype
+
+# op kinds (DESIGN §2)
+ELEMENTWISE = "elementwise"
+REDUCE = "reduce"
+MOVEMENT = "movement"
+MATMUL = "matmul"
+EXTERN = "extern"
+
+# what the backward rule needs kept
+SAVE_NONE = 0
+SAVE_INPUTS = 1
+SAVE_OUTPUT = 2
+SAVE_BOTH = 3
+
+REGISTRY: dict[str, OpDef] = {}
+
+# Tensor methods contributed by the ops modules; runba.tensor binds them at import.
+METHODS: dict = {}
+
+
+def tensor_method(*names):
+    """Decorator: also expose the function as ``Tensor.<name>`` for each name given
+    (default: the function's own name)."""
+
+    def deco(fn):
+        for n in names or (fn.__name__,):
+            METHODS[n] = fn
+        return fn
+
+    return deco
+
+# Bound by runba.tensor / runba.autograd.engine at import time: the registry sits below them
+# in the import order, and a function-level import would cost on every dispatch.
+Tensor = None
+record_node = None
+
+
+class OpDef:
+    """Everything every layer needs to know about one primitive.
+
+    * ``expr(o, *operands, **attrs)``: the scalar body of an elementwise op, written against an
+      ops handler ``o`` (numpy arrays in eager mode; source text for codegen).
+    * ``impl(*arrays, **attrs)``: the numpy implementation of a non-elementwise op.
+    * ``out_dtype``: elementwise: ``"same"`` (promoted), ``"float"`` (promoted, integers become
+      the default float) or ``"bool"``; others: a function ``(in_dtypes, attrs) -> dtype``
+      (default: the first input's dtype).
+    * ``vjp(ctx, grad)``: the backward rule, written in Tensor ops so it can itself be recorded;
+      ``ctx`` exposes ``inputs``, ``out``, ``attrs``, ``needs`` (the needs-grad mask) and
+      ``in_shapes``. Returns one gradient (or None) per tensor input.
+    * ``saves``: which of inputs/output the vjp reads.
+    * ``view``: the output shares memory (and the version counter) with input 0.
+    """
+
+    __slots__ = (
+        "name",
+        "kind",
+        "expr",
+        "impl",
+        "out_dtype",
+        "vjp",
+        "saves",
+        "view",
+        "differentiable",
+        "float_args",
+        "promote_from",
+        "inplace",
+    )
+
+    def __init__(
+        self,
+        name,
+        kind,
+        *,
+        expr=None,
+        impl=None,
+        out_dtype=None,
+        vjp=None,
+        saves=SAVE_NONE,
+        view=False,
+        differentiable=True,
+        float_args=False,
+        promote_from=0,
+        inplace=False,
+    ):
+        self.name = name
+        self.kind = kind
+        self.expr = expr
+        self.impl = impl
+        self.out_dtype = out_dtype
+        self.vjp = vjp
+        self.saves = saves
+        self.view = view
+        self.differentiable = differentiable and vjp is not None
+        # compute integer inputs of a non-elementwise op in the default float (mean, softmax)
+        self.float_args = float_args
+        # operands before this index take no part in promotion (where's condition)
+        self.promote_from = promote_from
+        # writes into input 0 and returns it (copy_, index_put_); the tensor's grad_fn is
+        # rebased onto this op, and input 0 is never a saved value
+        self.inplace = inplace
+
+    def __repr__(self):
+        return f"<op {self.name} ({self.kind})>"
+
+
+def register(op: OpDef) -> OpDef:
+    if op.name in REGISTRY:
+        raise ValueError(f"op {op.name!r} is registered twice")
+    if op.kind == ELEMENTWISE and op.expr is None:
+        raise ValueError(f"elementwise op {op.name!r} needs an expr")
+    if op.kind != ELEMENTWISE and op.impl is None:
+        raise ValueError(f"op {op.name!r} needs an impl")
+    REGISTRY[op.name] = op
+    return op
+
+
+class NumpyOps:
+    """The eager interpretation of elementwise scalar bodies: each name maps to numpy."""
+
+    add = staticmethod(np.add)
+    sub = staticmethod(np.subtract)
+    mul = staticmethod(np.multiply)
+    div = staticmethod(np.true_divide)
+    neg = staticmethod(np.negative)
+    abs = staticmethod(np.abs)
+    sign = staticmethod(np.sign)
+    exp = staticmethod(np.exp)
+    log = staticmethod(np.log)
+    log1p = staticmethod(np.log1p)
+    expm1 = staticmethod(np.expm1)
+    sqrt = staticmethod(np.sqrt)
+    sin = staticmethod(np.sin)
+    cos = staticmethod(np.cos)
+    tan = staticmethod(np.tan)
+    tanh = staticmethod(np.tanh)
+    maximum = staticmethod(np.maximum)
+    minimum = staticmethod(np.minimum)
+    where = staticmethod(np.where)
+    eq = staticmethod(np.equal)
+    ne = staticmethod(np.not_equal)
+    lt = staticmethod(np.less)
+    le = staticmethod(np.less_equal)
+    gt = staticmethod(np.greater)
+    ge = staticmethod(np.greater_equal)
+    logical_and = staticmethod(np.logical_and)
+    logical_or = staticmethod(np.logical_or)
+    logical_xor = staticmethod(np.logical_xor)
+    logical_not = staticmethod(np.logical_not)
+    isnan = staticmethod(np.isnan)
+    isinf = staticmethod(np.isinf)
+    floor = staticmethod(np.floor)
+    ceil = staticmethod(np.ceil)
+    trunc = staticmethod(np.trunc)
+    round = staticmethod(np.rint)  # round half to even, like torch.round
+    pow = staticmethod(np.power)
+    floor_divide = staticmethod(np.floor_divide)
+    copy = staticmethod(np.copy)
+
+    @staticmethod
+    def relu(x):
+        return np.maximum(x, 0)
+
+    @staticmethod
+    def remainder(a, b):
+        # Python/torch semantics: the result has the sign of the divisor (np.mod does this).
+        return np.mod(a, b)
+
+    @staticmethod
+    def sigmoid(x):
+        # exp(-|x|) never overflows; pick the branch per sign for stability.
+        e = np.exp(-np.abs(x))
+        return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+    @staticmethod
+    def erf(x):
+        from runba.kernels.cpu.special import erf_array
+
+        return erf_array(x)
+
+    @staticmethod
+    def cast(x, dtype):
+        return x.astype(dtype.np)
+
+
+NUMPY_OPS = NumpyOps()
+
+
+def dispatch(op: OpDef, inputs: tuple, attrs: dict | None = None):
+    """Run (or, under capture, record) ``op`` on ``inputs`` (Tensors and Python scalars)."""
+    capture = STATE.capture
+    if capture is not None:
+        return capture.record(op, inputs, attrs or {})
+    return run_eager(op, inputs, attrs or _NO_ATTRS)
+
+
+_NO_ATTRS: dict = {}
+
+
+def run_eager(op: OpDef, inputs: tuple, attrs: dict):
+    """The eager path: numpy now, plus an autograd node when a gradient is needed."""
+    if op.kind == ELEMENTWISE:
+        out_dtype, compute = elementwise_dtypes(op, inputs, attrs)
+        cnp = compute.np
+        args = [a._data for a in inputs[: op.promote_from]]
+        for a in inputs[op.promote_from :]:
+            if isinstance(a, Tensor):
+                d = a._data
+                args.append(d if d.dtype == cnp else d.astype(cnp))
+            else:
+                args.append(a)
+        result = op.expr(NUMPY_OPS, *args, **attrs)
+        if type(result) is not np.ndarray:
+            result = np.asarray(result)
+        if result.dtype != out_dtype.np:
+            result = result.astype(out_dtype.np)
+    else:
+        arrays = []
+        for a in inputs:
+            if isinstance(a, Tensor):
+                d = a._data
+                if op.float_args and a.dtype.category != FLOATING:
+                    d = d.astype(get_default_dtype().np)
+                elif a.dtype.compute is not a.dtype:
+                    d = d.astype(a.dtype.compute.np)
+                arrays.append(d)
+            else:
+                arrays.append(a)
+        result = op.impl(*arrays, **attrs)
+        if type(result) is not np.ndarray:
+            result = np.asarray(result)
+        out_dtype = _non_elementwise_dtype(op, inputs, attrs)
+        if result.dtype != out_dtype.np:
+            result = result.astype(out_dtype.np)
+
+    if op.inplace:
+        return _commit_inplace(op, inputs, attrs)
+    out = Tensor._make(result, out_dtype)
+    if op.view:
+        src = inputs[0]
+        if np.may_share_memory(result, src._data):
+            out._version = src._version
+            out._base = src if src._base is None else src._base
+
+    if STATE.grad_enabled and op.differentiable and out_dtype.category == FLOATING:
+        for a in inputs:
+            if isinstance(a, Tensor) and a._rg:
+                record_node(op, inputs, attrs, out)
+                break
+    return out
+
+
+def _commit_inplace(op: OpDef, inputs: tuple, attrs: dict):
+    target = inputs[0]
+    target._version[0] += 1
+    if STATE.grad_enabled and op.differentiable and target.dtype.category == FLOATING:
+        if target._rg or any(isinstance(a, Tensor) and a._rg for a in inputs[1:]):
+            record_node(op, inputs, attrs, target)
+    return target
+
+
+def check_inplace(target, op_name: str, sources=()):
+    """Reject in-place writes PyTorch rejects, before any data changes."""
+    if not STATE.grad_enabled:
+        return
+    involved = target._rg or any(isinstance(s, Tensor) and s._rg for s in sources)
+    if not involved:
+        return
+    if target._rg and target.grad_fn is None:
+        raise RuntimeError(
+            f"{op_name}: a leaf Variable that requires grad is being used in an in-place "
+            f"operation (shape {list(target._data.shape)}); wrap it in runba.no_grad() or "
+            "operate on a clone()"
+        )
+    if target._base is not None:
+        raise RuntimeError(
+            f"{op_name}: in-place operation on a view (shape {list(target._data.shape)}) of a "
+            "tensor that requires grad is not supported by runba yet; write through the base "
+            "tensor with indexing, or clone() the view first"
+        )
+
+
+def elementwise_dtypes(op: OpDef, inputs: tuple, attrs: dict):
+    """(output dtype, compute dtype) of an elementwise op under PyTorch promotion."""
+    rule = op.out_dtype
+    if rule == "cast":
+        return attrs["dtype"], inputs[0].dtype.compute
+    if op.promote_from:
+        inputs = inputs[op.promote_from :]
+    first = inputs[0]
+    dt = first.dtype if isinstance(first, Tensor) else None
+    uniform = dt is not None
+    if uniform:
+        for a in inputs[1:]:
+            if not isinstance(a, Tensor) or a.dtype is not dt:
+                uniform = False
+                break
+    if not uniform:
+        ops = []
+        for a in inputs:
+            if isinstance(a, Tensor):
+                ops.append((a.dtype, 2 if a._data.ndim else 1))
+            elif a is None:
+                continue
+            else:
+                ops.append((scalar_dtype(a), 0))
+        dt = result_type(*ops)
+    if rule == "float" and dt.category != FLOATING:
+        dt = get_default_dtype()
+    compute = dt.compute
+    if rule == "bool":
+        return bool_, compute
+    return dt, compute
+
+
+def _non_elementwise_dtype(op: OpDef, inputs: tuple, attrs: dict):
+    rule = op.out_dtype
+    dtypes = [a.dtype for a in inputs if isinstance(a, Tensor)]
+    if rule is None:
+        d = dtypes[0]
+        if op.float_args and d.category != FLOATING:
+            return get_default_dtype()
+        return d
+    return rule(dtypes, attrs)
