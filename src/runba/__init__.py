@@ -11,7 +11,7 @@ runba.Size([4, 3])
 
 __version__ = "0.1.0"
 
-from runba import autograd
+from runba import autograd, cuda
 from runba.autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
 from runba.creation import (
     arange,
@@ -191,7 +191,7 @@ def numel(input) -> int:
 
 
 __all__ = [
-    "Tensor", "Size", "device", "dtype", "autograd", "Generator",
+    "Tensor", "Size", "device", "dtype", "autograd", "cuda", "Generator",
     "float16", "float32", "float64", "half", "float", "double", "int32", "int64", "int",
     "long", "uint8", "bool", "get_default_dtype", "set_default_dtype", "promote_types",
     "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "inference_mode",
