@@ -11,7 +11,7 @@ runba.Size([4, 3])
 
 __version__ = "0.1.0"
 
-from runba import autograd, cuda
+from runba import autograd, cuda, utils
 from runba.autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
 from runba.creation import (
     arange,
@@ -38,6 +38,8 @@ from runba.creation import (
 )
 from runba.dtype import (
     bool_ as bool,  # noqa: A004 - torch name
+)
+from runba.dtype import (
     double,
     dtype,
     float,  # noqa: A004
@@ -175,6 +177,7 @@ from runba.ops.reduce import (
     var_mean,
 )
 from runba.random import Generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state
+from runba.serialization import CheckpointError, load, save
 from runba.tensor import Size, Tensor, device
 
 _bind(Tensor)
@@ -191,7 +194,8 @@ def numel(input) -> int:
 
 
 __all__ = [
-    "Tensor", "Size", "device", "dtype", "autograd", "cuda", "Generator",
+    "Tensor", "Size", "device", "dtype", "autograd", "cuda", "utils", "Generator",
+    "save", "load", "CheckpointError",
     "float16", "float32", "float64", "half", "float", "double", "int32", "int64", "int",
     "long", "uint8", "bool", "get_default_dtype", "set_default_dtype", "promote_types",
     "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "inference_mode",

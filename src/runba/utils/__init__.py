@@ -1,1 +1,5 @@
-"""runba.utils"""
+"""runba.utils: helpers around training; ``runba.utils.data`` holds datasets and loaders."""
+
+from runba.utils import data
+
+__all__ = ["data"]
