@@ -141,7 +141,9 @@ def empty(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
 def full(size, fill_value, *, dtype=None, device=None, requires_grad=False) -> Tensor:
     """A tensor of ``size`` filled with ``fill_value`` (dtype inferred from the value)."""
     d = _dt.scalar_dtype(fill_value) if dtype is None else _dt.to_dtype(dtype)
-    return _finish(np.full(_size((size,)), fill_value, dtype=d.np), d, requires_grad, device, "full")
+    return _finish(
+        np.full(_size((size,)), fill_value, dtype=d.np), d, requires_grad, device, "full"
+    )
 
 
 def _like(t, dtype):
@@ -161,7 +163,13 @@ def empty_like(input, *, dtype=None, device=None, requires_grad=False) -> Tensor
 
 
 def full_like(input, fill_value, *, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return full(input.shape, fill_value, dtype=_like(input, dtype), device=device, requires_grad=requires_grad)
+    return full(
+        input.shape,
+        fill_value,
+        dtype=_like(input, dtype),
+        device=device,
+        requires_grad=requires_grad,
+    )
 
 
 def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=False) -> Tensor:
@@ -171,13 +179,18 @@ def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=Fa
     if step == 0:
         raise RuntimeError("arange: step must be nonzero")
     if dtype is None:
-        is_float = any(isinstance(v, float) or (isinstance(v, Tensor) and v.is_floating_point()) for v in (start, end, step))
+        is_float = any(
+            isinstance(v, float) or (isinstance(v, Tensor) and v.is_floating_point())
+            for v in (start, end, step)
+        )
         d = _dt.get_default_dtype() if is_float else _dt.int64
     else:
         d = _dt.to_dtype(dtype)
     n = max(int(np.ceil((float(end) - float(start)) / float(step))), 0)
-    arr = (np.arange(n, dtype=np.float64) * float(step) + float(start)) if d.is_floating_point else (
-        np.arange(n, dtype=np.int64) * int(step) + int(start)
+    arr = (
+        (np.arange(n, dtype=np.float64) * float(step) + float(start))
+        if d.is_floating_point
+        else (np.arange(n, dtype=np.int64) * int(step) + int(start))
     )
     return _finish(arr.astype(d.np), d, requires_grad, device, "arange")
 
@@ -197,21 +210,29 @@ def _gen(generator):
     return default_generator if generator is None else generator
 
 
+def _float_only(d, op):
+    if not d.is_floating_point:
+        raise RuntimeError(f"{op}: expected a floating point dtype, got {d!r}")
+    return d
+
+
 def rand(*size, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
     """Uniform ``[0, 1)`` from the Philox stream."""
-    d = _dtype_or_default(dtype)
-    arr = _gen(generator).uniform(_size(size), d.compute.np).astype(d.np)
+    d = _float_only(_dtype_or_default(dtype), "rand")
+    arr = _gen(generator).uniform(_size(size), d.np)
     return _finish(arr, d, requires_grad, device, "rand")
 
 
 def randn(*size, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
     """Standard normal from the Philox stream."""
-    d = _dtype_or_default(dtype)
+    d = _float_only(_dtype_or_default(dtype), "randn")
     arr = _gen(generator).normal(_size(size), d.np)
     return _finish(arr, d, requires_grad, device, "randn")
 
 
-def randint(low, high=None, size=None, *, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+def randint(
+    low, high=None, size=None, *, generator=None, dtype=None, device=None, requires_grad=False
+) -> Tensor:
     """Uniform integers in ``[low, high)`` (``randint(high, size)`` form too)."""
     if size is None:
         low, high, size = 0, low, high
@@ -227,7 +248,9 @@ def randperm(n, *, generator=None, dtype=None, device=None, requires_grad=False)
     d = _dt.int64 if dtype is None else _dt.to_dtype(dtype)
     keys = _gen(generator).random_bits(2 * n).astype(np.uint64)
     keys = (keys[0::2] << np.uint64(32)) | keys[1::2]
-    return _finish(np.argsort(keys, kind="stable").astype(d.np), d, requires_grad, device, "randperm")
+    return _finish(
+        np.argsort(keys, kind="stable").astype(d.np), d, requires_grad, device, "randperm"
+    )
 
 
 def rand_like(input, *, dtype=None, generator=None) -> Tensor:

@@ -93,8 +93,15 @@ class Generator:
     def get_state(self):
         from runba.creation import tensor
 
-        return tensor([self._seed & 0xFFFFFFFF, self._seed >> 32, self._offset & 0xFFFFFFFF,
-                       self._offset >> 32], dtype="int64")
+        return tensor(
+            [
+                self._seed & 0xFFFFFFFF,
+                self._seed >> 32,
+                self._offset & 0xFFFFFFFF,
+                self._offset >> 32,
+            ],
+            dtype="int64",
+        )
 
     def set_state(self, state) -> Generator:
         v = [int(x) for x in state.tolist()]
@@ -117,9 +124,15 @@ class Generator:
         return philox4x32(counter, key).reshape(-1)[:n]
 
     def uniform(self, shape, dtype=np.float32) -> np.ndarray:
-        """U[0, 1) with 24 (float32) or 53 (float64) random mantissa bits."""
+        """U[0, 1) with 11 (float16), 24 (float32) or 53 (float64) random mantissa bits.
+
+        Each dtype gets exactly as many bits as it can hold, so the value is representable
+        and never rounds up to 1.0 (a float32 draw cast to float16 would).
+        """
         n = int(np.prod(shape, dtype=np.int64))
-        if np.dtype(dtype) == np.float64:
+        if np.dtype(dtype) == np.float16:
+            u = (self.random_bits(n) >> np.uint32(21)).astype(np.float32) * np.float32(1.0 / 2048.0)
+        elif np.dtype(dtype) == np.float64:
             bits = self.random_bits(2 * n).astype(np.uint64)
             hi = bits[0::2] >> np.uint64(5)
             lo = bits[1::2] >> np.uint64(6)
@@ -146,7 +159,9 @@ class Generator:
         n = int(np.prod(shape, dtype=np.int64))
         span = high - low
         if span <= 0:
-            raise RuntimeError(f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}")
+            raise RuntimeError(
+                f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}"
+            )
         bits = self.random_bits(2 * n).astype(np.uint64)
         words = (bits[0::2] << np.uint64(32)) | bits[1::2]
         return (words % np.uint64(span)).astype(np.int64).reshape(shape) + low

@@ -225,6 +225,9 @@ def run_backward(roots, root_grads, retain_graph, create_graph, capture=None, ac
                     extra = leaf._extra
                     if extra is not None and extra.get("hooks"):
                         g = _run_hooks(extra["hooks"], g)
+                        # a hook may keep the tensor it saw: never adopt it as .grad,
+                        # which later backward calls accumulate into in place
+                        shared_ids.add(id(g))
                     if capture is not None and node in capture:
                         results[node] = g
                     if accumulate:
@@ -234,6 +237,7 @@ def run_backward(roots, root_grads, retain_graph, create_graph, capture=None, ac
             if g is not None:
                 if node.hooks:
                     g = _run_hooks(node.hooks, g)
+                    shared_ids.add(id(g))
                 if node.retained is not None:
                     t = node.retained()
                     if t is not None and accumulate:
@@ -377,7 +381,9 @@ def grad(
         retain_graph = create_graph
     for i, t in enumerate(inputs):
         if not t._rg:
-            raise RuntimeError(f"One of the differentiated Tensors (input {i}) does not require grad")
+            raise RuntimeError(
+                f"One of the differentiated Tensors (input {i}) does not require grad"
+            )
     roots = [_node_of(t) for t in outputs]
     grads = [_root_grad(t, g, i) for i, (t, g) in enumerate(zip(outputs, grad_outputs))]
     targets = [_node_of(t) for t in inputs]

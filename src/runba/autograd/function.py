@@ -34,6 +34,7 @@ class FunctionCtx:
         self._versions = ()
         self.needs_input_grad = ()
         self._freed = False
+        self._fn_name = "Function"  # the Function subclass, for error messages
 
     def save_for_backward(self, *tensors):
         self._saved = tensors
@@ -49,8 +50,11 @@ class FunctionCtx:
             if t is not None and t._version[0] != v:
                 raise RuntimeError(
                     "one of the variables needed for gradient computation has been modified "
-                    f"by an inplace operation: saved tensor of shape {list(t.shape)} is at "
-                    f"version {t._version[0]}; expected version {v} instead."
+                    f"by an inplace operation: [{t.dtype.name} tensor of shape "
+                    f"{list(t.shape)}], saved by {self._fn_name}.forward "
+                    f"({self._fn_name}Backward), is at version {t._version[0]}; expected "
+                    f"version {v} instead. Hint: avoid the in-place operation, or clone() the "
+                    "tensor before it."
                 )
         return self._saved
 
@@ -105,6 +109,7 @@ class Function:
     def apply(cls, *args):
         Tensor = registry.Tensor
         ctx = FunctionCtx()
+        ctx._fn_name = cls.__name__
         ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a._rg for a in args)
         prev = STATE.grad_enabled
         STATE.grad_enabled = False

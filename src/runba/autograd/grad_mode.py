@@ -1,6 +1,7 @@
 """Grad mode: ``no_grad``, ``enable_grad``, ``set_grad_enabled`` (per thread).
 
-Each works as a context manager and as a decorator, like PyTorch's.
+Each works as a context manager and as a decorator, like PyTorch's (``@no_grad`` and
+``@enable_grad`` also without parentheses).
 
 >>> import runba
 >>> x = runba.ones(2, requires_grad=True)
@@ -24,6 +25,12 @@ def is_grad_enabled() -> bool:
 
 
 class _GradModeContext:
+    """Sets ``STATE.grad_enabled`` to ``self._mode`` on enter and restores it on exit.
+
+    As a decorator, each call of the wrapped function enters a fresh context (so recursion
+    and concurrent calls from several threads each save and restore their own mode).
+    """
+
     _mode: bool = True
 
     def __enter__(self):
@@ -34,26 +41,36 @@ class _GradModeContext:
         STATE.grad_enabled = self._prev
         return False
 
+    def clone(self) -> _GradModeContext:
+        ctx = _GradModeContext()
+        ctx._mode = self._mode
+        return ctx
+
     def __call__(self, fn):
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            with self.__class__.__new__(self.__class__)._with_mode(self._mode):
+            with self.clone():
                 return fn(*args, **kwargs)
 
         return wrapper
 
-    def _with_mode(self, mode):
-        self._mode = mode
-        return self
+
+class _NoParamGradModeContext(_GradModeContext):
+    """Also usable as a bare decorator: ``@no_grad`` as well as ``@no_grad()``."""
+
+    def __new__(cls, orig_func=None):
+        if orig_func is None:
+            return super().__new__(cls)
+        return cls()(orig_func)
 
 
-class no_grad(_GradModeContext):  # noqa: N801
+class no_grad(_NoParamGradModeContext):  # noqa: N801
     """Disable gradient recording in this thread."""
 
     _mode = False
 
 
-class enable_grad(_GradModeContext):  # noqa: N801
+class enable_grad(_NoParamGradModeContext):  # noqa: N801
     """Enable gradient recording in this thread (inside a ``no_grad`` block)."""
 
     _mode = True
@@ -67,15 +84,23 @@ class inference_mode(_GradModeContext):  # noqa: N801
 
 
 class set_grad_enabled(_GradModeContext):  # noqa: N801
-    """Set grad mode: takes effect immediately, and restores on context exit."""
+    """Set grad mode: takes effect immediately (like ``torch.set_grad_enabled``), and restores
+    the previous mode on context exit. As a decorator it only applies inside the function."""
 
     def __init__(self, mode: bool):
         self._prev = STATE.grad_enabled
         self._mode = bool(mode)
         STATE.grad_enabled = self._mode
 
+    def __call__(self, fn):
+        # used as a decorator: undo the immediate effect of __init__
+        STATE.grad_enabled = self._prev
+        return super().__call__(fn)
+
     def __enter__(self):
-        pass
+        # __init__ already switched (and saved the mode before it); re-entering a reused
+        # object switches again
+        STATE.grad_enabled = self._mode
 
     def __exit__(self, *exc):
         STATE.grad_enabled = self._prev

@@ -102,7 +102,9 @@ def gradcheck(
         for o in outs:
             n = o.numel()
             grads_out.append(
-                Tensor._make(v_flat[off : off + n].reshape(o._data.shape).astype(o._data.dtype), o.dtype)
+                Tensor._make(
+                    v_flat[off : off + n].reshape(o._data.shape).astype(o._data.dtype), o.dtype
+                )
             )
             off += n
         usable = [(o, g) for o, g in zip(outs, grads_out) if o.requires_grad]
