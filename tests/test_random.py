@@ -262,3 +262,22 @@ def test_normal_inplace_reproducible_with_generator():
     g.manual_seed(8)
     b = runba.empty(5).normal_(generator=g).numpy()
     assert np.array_equal(a, b)
+
+
+def test_generator_threads_never_share_counters():
+    import threading
+
+    g = runba.Generator().manual_seed(7)
+    draws = []
+
+    def worker():
+        for _ in range(50):
+            draws.append(g.random_bits(4096).tobytes())
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(draws)) == len(draws) == 200
+    assert g._offset == 200 * 1024

@@ -663,3 +663,9 @@ def test_repr_summarises_big_2d():
 
 def test_format_of_zero_dim_tensor():
     assert f"{runba.tensor(1.23456):.2f}" == "1.23"
+
+
+def test_numpy_scalar_keeps_its_dtype():
+    assert runba.tensor(np.float64(3.0)).dtype is runba.float64
+    assert runba.tensor(np.int32(3)).dtype is runba.int32
+    assert runba.tensor(3.0).dtype is runba.float32

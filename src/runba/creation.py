@@ -36,7 +36,10 @@ __all__ = [
 
 
 def _infer_dtype(data) -> _dt.dtype:
-    """PyTorch's inference: bools -> bool, ints -> int64, any float -> default float."""
+    """PyTorch's inference: bools -> bool, ints -> int64, any float -> default float; a
+    numpy scalar keeps its own dtype."""
+    if isinstance(data, np.generic):
+        return _dt.from_numpy_dtype(data.dtype, "tensor")
     arr = np.asarray(data)
     kind = arr.dtype.kind
     if kind == "b":

@@ -16,6 +16,8 @@ True
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 __all__ = [
@@ -73,6 +75,7 @@ class Generator:
     def __init__(self, device="cpu"):
         self._seed = 67280421310721
         self._offset = 0
+        self._lock = threading.Lock()
         self.device = device
 
     def manual_seed(self, seed: int) -> Generator:
@@ -113,13 +116,17 @@ class Generator:
     def random_bits(self, n: int) -> np.ndarray:
         """``n`` uint32 words; advances the counter by ``ceil(n / 4)`` blocks."""
         blocks = -(-n // 4)
-        idx = np.arange(self._offset, self._offset + blocks, dtype=np.uint64)
+        # Reserve the counter range first: DataLoader threads may draw concurrently, and the
+        # numpy work below releases the GIL.
+        with self._lock:
+            start = self._offset
+            self._offset += blocks
+        idx = np.arange(start, start + blocks, dtype=np.uint64)
         counter = np.empty((blocks, 4), dtype=np.uint32)
         counter[:, 0] = (idx & _MASK32).astype(np.uint32)
         counter[:, 1] = (idx >> _SHIFT32).astype(np.uint32)
         counter[:, 2] = 0
         counter[:, 3] = 0
-        self._offset += blocks
         key = (self._seed & 0xFFFFFFFF, self._seed >> 32)
         return philox4x32(counter, key).reshape(-1)[:n]
 
