@@ -182,6 +182,8 @@ from runba.tensor import Size, Tensor, device
 
 _bind(Tensor)
 
+from runba import nn  # noqa: E402 - nn builds on the bound Tensor methods
+
 from runba.autograd.gradcheck import gradcheck  # noqa: E402
 
 
@@ -195,7 +197,7 @@ def numel(input) -> int:
 
 __all__ = [
     "Tensor", "Size", "device", "dtype", "autograd", "cuda", "utils", "Generator",
-    "save", "load", "CheckpointError",
+    "save", "load", "CheckpointError", "nn",
     "float16", "float32", "float64", "half", "float", "double", "int32", "int64", "int",
     "long", "uint8", "bool", "get_default_dtype", "set_default_dtype", "promote_types",
     "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "inference_mode",
