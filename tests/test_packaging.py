@@ -32,7 +32,9 @@ def _package_dirs():
 def test_every_package_directory_is_declared():
     declared, _ = _declared_packages()
     missing = _package_dirs() - declared
-    assert not missing, f"add these packages to pyproject.toml [tool.setuptools] packages: {missing}"
+    assert not missing, (
+        f"add these packages to pyproject.toml [tool.setuptools] packages: {missing}"
+    )
     stale = declared - _package_dirs()
     assert not stale, f"pyproject.toml lists packages that do not exist: {stale}"
 
@@ -74,8 +76,17 @@ def test_kernels_import_from_built_wheel(tmp_path):
 
     target = tmp_path / "site"
     r = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
-         str(wheel)],  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "-q",
+            "--target",
+            str(target),
+            str(wheel),
+        ],  # fmt: skip
         capture_output=True,
         text=True,
     )

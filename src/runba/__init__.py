@@ -36,10 +36,10 @@ from runba.creation import (
     zeros,
     zeros_like,
 )
-from runba.dtype import (
+from runba.dtypes import (
     bool_ as bool,  # noqa: A004 - torch name
 )
-from runba.dtype import (
+from runba.dtypes import (
     double,
     dtype,
     float,  # noqa: A004
@@ -182,7 +182,7 @@ from runba.tensor import Size, Tensor, device
 
 _bind(Tensor)
 
-from runba import nn  # noqa: E402 - nn builds on the bound Tensor methods
+from runba import nn, optim  # noqa: E402 - built on the bound Tensor methods
 
 from runba.autograd.gradcheck import gradcheck  # noqa: E402
 
@@ -197,7 +197,7 @@ def numel(input) -> int:
 
 __all__ = [
     "Tensor", "Size", "device", "dtype", "autograd", "cuda", "utils", "Generator",
-    "save", "load", "CheckpointError", "nn",
+    "save", "load", "CheckpointError", "nn", "optim",
     "float16", "float32", "float64", "half", "float", "double", "int32", "int64", "int",
     "long", "uint8", "bool", "get_default_dtype", "set_default_dtype", "promote_types",
     "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "inference_mode",

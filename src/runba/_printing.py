@@ -137,7 +137,7 @@ def _add_suffixes(tensor_str: str, suffixes: list, indent: int) -> str:
 
 
 def tensor_repr(t) -> str:
-    from runba.dtype import bool_, get_default_dtype, int64
+    from runba.dtypes import bool_, get_default_dtype, int64
 
     data = t._data
     prefix = "tensor("

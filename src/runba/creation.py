@@ -6,7 +6,7 @@ import numbers
 
 import numpy as np
 
-from runba import dtype as _dt
+from runba import dtypes as _dt
 from runba.random import default_generator
 from runba.tensor import Tensor, _check_device
 

@@ -14,7 +14,7 @@ import weakref
 
 import numpy as np
 
-from runba import dtype as _dt
+from runba import dtypes as _dt
 from runba._state import STATE
 from runba.ops import registry
 
@@ -437,4 +437,5 @@ def _wrap_dim(dim: int, ndim: int, op: str) -> int:
 
 
 registry.Tensor = Tensor
+registry._make = Tensor._make
 STATE  # re-exported for runba.autograd.grad_mode

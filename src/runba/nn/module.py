@@ -488,7 +488,7 @@ class Module:
         stays int64). Returns self.
         """
         from runba.creation import empty
-        from runba.dtype import dtype as _dtype
+        from runba.dtypes import dtype as _dtype
         from runba.tensor import device
 
         dtype = kwargs.pop("dtype", None)
@@ -522,17 +522,17 @@ class Module:
         return self._apply(convert)
 
     def float(self) -> Module:
-        from runba.dtype import float32
+        from runba.dtypes import float32
 
         return self.to(float32)
 
     def double(self) -> Module:
-        from runba.dtype import float64
+        from runba.dtypes import float64
 
         return self.to(float64)
 
     def half(self) -> Module:
-        from runba.dtype import float16
+        from runba.dtypes import float16
 
         return self.to(float16)
 

@@ -5,10 +5,10 @@ declare them (elementwise, reduce, movement, index, linalg) next to the public f
 dispatch to them. Importing this package binds the functions as Tensor methods.
 """
 
-from runba.ops import elementwise, index, inplace, linalg, movement, reduce, registry
+from runba.ops import conv, elementwise, index, inplace, linalg, movement, reduce, registry
 from runba.ops.registry import REGISTRY, dispatch
 
-__all__ = ["REGISTRY", "dispatch", "elementwise", "index", "linalg", "movement", "reduce"]
+__all__ = ["REGISTRY", "dispatch", "conv", "elementwise", "index", "linalg", "movement", "reduce"]
 
 
 def bind_tensor_methods(Tensor):  # noqa: N803

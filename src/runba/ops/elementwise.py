@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 
-from runba import dtype as _dt
+from runba import dtypes as _dt
 from runba.ops.registry import (
     ELEMENTWISE,
     SAVE_BOTH,
@@ -125,9 +125,15 @@ def _pow_vjp(c, g):
             ga = g * b * a ** (b - 1)
     if c.needs[1]:
         # d/db a^b = a^b log a; defined as 0 where a == 0 and b >= 0 (PyTorch's choice)
-        safe = where(a == 0, 1, a) if not isinstance(a, numbers.Number) else a
-        gb = g * c.out * log(safe)
-        if not isinstance(a, numbers.Number):
+        if isinstance(a, numbers.Number):
+            # math.log keeps full precision (log() of a Python number is a float32 tensor)
+            # and does not raise for a <= 0: log(0) = -inf, log(a < 0) = nan, like torch
+            if a == 0:  # log 0 = -inf, masked to 0 where b >= 0 (no 0 * inf NaN computed)
+                gb = g * c.out * where(b >= 0, 0.0, -math.inf)
+            else:
+                gb = g * c.out * (math.log(a) if a > 0 else math.nan)
+        else:
+            gb = g * c.out * log(where(a == 0, 1, a))
             gb = where((a == 0) & (b >= 0), 0, gb)
     return ga, gb
 
@@ -211,7 +217,17 @@ neg = _unary(NEG, "neg")
 negative = neg
 abs = _unary(ABS, "abs")  # noqa: A001 - torch name
 absolute = abs
-sign = _unary(SIGN, "sign")
+_sign = _unary(SIGN, "sign")
+
+
+@tensor_method()
+def sign(input):
+    """-1, 0 or 1 by the sign of each element (bool stays bool: numpy has no bool sign)."""
+    if input.dtype is _dt.bool_:
+        return clone(input)
+    return _sign(input)
+
+
 floor = _unary(FLOOR, "floor")
 ceil = _unary(CEIL, "ceil")
 trunc = _unary(TRUNC, "trunc")
@@ -335,7 +351,6 @@ def pow(input, exponent):  # noqa: A001 - torch name
     return dispatch(POW, (input, exponent))
 
 
-@tensor_method()
 def where(condition, input=None, other=None):
     """``input`` where ``condition`` holds, else ``other`` (tensors or scalars)."""
     if input is None and other is None:
@@ -351,6 +366,12 @@ def where(condition, input=None, other=None):
     elif condition.dtype is not _dt.bool_:
         condition = condition.to(_dt.bool_)
     return dispatch(WHERE, (condition, input, other))
+
+
+@tensor_method("where")
+def _where_method(self, condition, other):
+    """``x.where(condition, y)``: torch's method form, ``where(condition, x, y)``."""
+    return where(condition, self, other)
 
 
 # ---------------------------------------------------------------------------- composites

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from runba import dtype as _dt
+from runba import dtypes as _dt
 from runba.ops.movement import SLICE, _dim, unsqueeze
 from runba.ops.reduce import normalize_dims
 from runba.ops.registry import (
@@ -57,6 +57,8 @@ def normalize_index(index):
                     f"tensors used as indices must be long, int, byte or bool tensors "
                     f"(got {i.dtype.name})"
                 )
+            if i.dtype is _dt.uint8:  # torch: a byte tensor index is a mask
+                i = i.to(_dt.bool_)
             template.append(_Slot(len(tensors)))
             tensors.append(i)
         elif isinstance(i, (list, np.ndarray)) or isinstance(i, bool):
@@ -186,6 +188,9 @@ COPY_ = register(
 
 
 def _gather_impl(x, index, dim):
+    # torch only requires index.size(d) <= input.size(d) for d != dim (no broadcasting):
+    # restrict x to the index's extent there, which take_along_axis would broadcast instead.
+    x = x[tuple(slice(None) if d == dim else slice(0, s) for d, s in enumerate(index.shape))]
     return np.take_along_axis(x, index, axis=dim)
 
 
@@ -207,6 +212,18 @@ GATHER = register(
 )
 
 
+def _scatter_add_src_grad(c, g):
+    # only src[:index.shape] is read: the rest of src gets a zero gradient
+    gs = dispatch(GATHER, (g, c.inputs[1]), {"dim": c.attrs["dim"]})
+    src_shape = c.in_meta[2][0]
+    if tuple(gs.shape) != tuple(src_shape):
+        from runba.ops.movement import SLICE_BACKWARD
+
+        region = tuple(slice(0, s) for s in gs.shape)
+        gs = dispatch(SLICE_BACKWARD, (gs,), {"shape": src_shape, "index": region})
+    return gs
+
+
 def _scatter_add_impl(x, index, src, dim):
     out = x.copy()
     # full index grids for every axis but `dim`, which takes the given index
@@ -224,7 +241,7 @@ SCATTER_ADD = register(
         vjp=lambda c, g: (
             g if c.needs[0] else None,
             None,
-            dispatch(GATHER, (g, c.inputs[1]), {"dim": c.attrs["dim"]}) if c.needs[2] else None,
+            _scatter_add_src_grad(c, g) if c.needs[2] else None,
         ),
         saves=SAVE_INPUTS,
     )
@@ -492,7 +509,11 @@ NONZERO = register(
     OpDef(
         "nonzero",
         EXTERN,
-        impl=lambda x: np.stack(np.nonzero(x), axis=1).reshape(-1, x.ndim),
+        impl=lambda x: (
+            np.stack(np.nonzero(x), axis=1).reshape(-1, x.ndim)
+            if x.ndim
+            else np.zeros((1 if x else 0, 0), np.int64)  # numpy 2 rejects nonzero of 0-d
+        ),
         out_dtype=lambda dtypes, attrs: _dt.int64,
     )
 )
@@ -503,6 +524,10 @@ def nonzero(input, *, as_tuple=False):
     """Indices of non-zero elements, ``(n, ndim)`` int64 (or one tensor per dim)."""
     out = dispatch(NONZERO, (input,))
     if as_tuple:
+        if input.ndim == 0:  # torch treats a 0-d input as 1-d here
+            from runba.creation import zeros
+
+            return (zeros(out.shape[0], dtype=_dt.int64),)
         return tuple(out[:, i] for i in range(input.ndim))
     return out
 

@@ -8,7 +8,7 @@ buffer about to be overwritten.
 
 from __future__ import annotations
 
-from runba import dtype as _dt
+from runba import dtypes as _dt
 from runba._state import STATE
 from runba.ops import elementwise as ew
 from runba.ops import index, reduce
@@ -198,7 +198,8 @@ def bind_operators(Tensor):  # noqa: N803
         "__rand__": _operator(_logical_or_bitwise(ew.logical_and, "and"), True),
         "__or__": _operator(_logical_or_bitwise(ew.logical_or, "or")),
         "__ror__": _operator(_logical_or_bitwise(ew.logical_or, "or"), True),
-        "__xor__": _operator(_logical_or_bitwise(ew.logical_xor, "xor"), True),
+        "__xor__": _operator(_logical_or_bitwise(ew.logical_xor, "xor")),
+        "__rxor__": _operator(_logical_or_bitwise(ew.logical_xor, "xor"), True),
         "__neg__": ew.neg,
         "__pos__": lambda self: self,
         "__abs__": ew.abs,

@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 
-from runba import dtype as _dt
+from runba import dtypes as _dt
 from runba.ops.registry import (
     EXTERN,
     MATMUL,
@@ -22,6 +22,8 @@ from runba.ops.registry import (
 def _matmul_vjp(c, g):
     a, b = c.inputs
     ga = gb = None
+    if a.ndim == 1 and b.ndim == 1:  # dot product: g is 0-dim
+        return (g * b if c.needs[0] else None, g * a if c.needs[1] else None)
     a2 = a.unsqueeze(0) if a.ndim == 1 else a
     b2 = b.unsqueeze(-1) if b.ndim == 1 else b
     g2 = g

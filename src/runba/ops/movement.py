@@ -166,7 +166,7 @@ def reshape(input, *shape):
 def view(input, *shape):
     """A view with a new shape; raises when the strides cannot express it (use reshape)."""
     if len(shape) == 1 and not isinstance(shape[0], (int, tuple, list)):
-        from runba import dtype as _dt
+        from runba import dtypes as _dt
 
         if isinstance(shape[0], _dt.dtype):
             raise NotImplementedError("view(dtype) is not supported; use .to(dtype)")

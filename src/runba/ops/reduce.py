@@ -9,7 +9,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from runba import dtype as _dt
+from runba import dtypes as _dt
 from runba.ops.registry import (
     EXTERN,
     REDUCE,
@@ -98,8 +98,18 @@ def _prod_vjp(c, g):
     prod_nonzero = prod_dims(nonzero_x, dims, True)
     n_zero = sum(is_zero, dims, keepdim=True)
     out = c.out if keepdim else c.out.reshape(_keep_shape(x.shape, dims))
-    grad_no_zero = out / _where(is_zero, 1, x)
-    gx = _where(n_zero == 0, grad_no_zero, _where((n_zero == 1) & is_zero, prod_nonzero, 0))
+    safe_x = _where(is_zero, 1, x)
+    # The "0" entries are products that contain a zero input; writing them with that input
+    # (zsum: the sum of the zero inputs, value 0) keeps their derivative, so double backward
+    # is right at zeros too. Three or more zeros: every second derivative is 0.
+    zsum = sum(_where(is_zero, x, 0), dims, keepdim=True)
+    one_zero = _where(is_zero, prod_nonzero, prod_nonzero / safe_x * zsum)
+    two_zeros = _where(is_zero, prod_nonzero * (zsum - x), 0)
+    gx = _where(
+        n_zero == 0,
+        out / safe_x,
+        _where(n_zero == 1, one_zero, _where(n_zero == 2, two_zeros, 0)),
+    )
     return (g * gx,)
 
 
@@ -199,6 +209,11 @@ def _where(c, a, b):
     return where(c, a, b)
 
 
+def _all_if_empty(dim):
+    """torch's sum/mean/var/std reduce over every dim when given an empty dim list."""
+    return None if isinstance(dim, (tuple, list)) and len(dim) == 0 else dim
+
+
 def _reduce(op, input, dim, keepdim, name, **extra):
     dims = normalize_dims(dim, input.ndim, name)
     return dispatch(op, (input,), {"dims": dims, "keepdim": bool(keepdim), **extra})
@@ -206,7 +221,8 @@ def _reduce(op, input, dim, keepdim, name, **extra):
 
 @tensor_method()
 def sum(input, dim=None, keepdim=False, *, dtype=None):  # noqa: A001 - torch name
-    """Sum over ``dim`` (None: all; int or tuple), like ``torch.sum``."""
+    """Sum over ``dim`` (None or (): all; int or tuple), like ``torch.sum``."""
+    dim = _all_if_empty(dim)
     if dtype is not None:
         return _reduce(SUM, input, dim, keepdim, "sum", dtype=_dt.to_dtype(dtype))
     return _reduce(SUM, input, dim, keepdim, "sum")
@@ -295,7 +311,7 @@ def mean(input, dim=None, keepdim=False, *, dtype=None):
             "mean(): could not infer output dtype. Input dtype must be either a floating "
             f"point or complex dtype. Got: {input.dtype.name}"
         )
-    dims = normalize_dims(dim, input.ndim, "mean")
+    dims = normalize_dims(_all_if_empty(dim), input.ndim, "mean")
     n = _numel_over(input, dims)
     return sum(input, dims, keepdim) / n if n else sum(input, dims, keepdim) * math.nan
 
@@ -314,7 +330,7 @@ def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
     if isinstance(unbiased, (int, tuple, list)) and not isinstance(unbiased, bool):
         dim, unbiased = unbiased, None  # var(x, 0) is var over dim 0
     corr = _correction(correction, unbiased)
-    dims = normalize_dims(dim, input.ndim, "var")
+    dims = normalize_dims(_all_if_empty(dim), input.ndim, "var")
     n = _numel_over(input, dims)
     diff = input - mean(input, dims, keepdim=True)
     return sum(diff * diff, dims, keepdim) / builtins.max(n - corr, 0)
@@ -380,8 +396,11 @@ def logsumexp(input, dim, keepdim=False):
     from runba.ops.elementwise import exp, isinf, log
 
     dims = normalize_dims(dim, input.ndim, "logsumexp")
-    m = amax(input, dims, keepdim=True).detach()
-    m = _where(isinf(m), 0, m)
+    if _numel_over(input, dims) == 0:  # log(0) = -inf; amax of nothing would raise
+        m = 0
+    else:
+        m = amax(input, dims, keepdim=True).detach()
+        m = _where(isinf(m), 0, m)
     out = log(sum(exp(input - m), dims, keepdim=True)) + m
     return out if keepdim else out.reshape(tuple(s for i, s in enumerate(input.shape) if i not in dims))
 
@@ -394,7 +413,7 @@ def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
     if dtype is not None:
         input = input.to(_dt.to_dtype(dtype))
     if p == "fro" or p == 2:
-        return sum(input * input, dim, keepdim).sqrt()
+        return _norm_root(sum(input * input, dim, keepdim), 2)
     if p == math.inf or p == "inf":
         return amax(rabs(input), () if dim is None else dim, keepdim)
     if p == -math.inf:
@@ -403,7 +422,18 @@ def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
         return sum((input != 0).to(input.dtype), dim, keepdim)
     if p == 1:
         return sum(rabs(input), dim, keepdim)
-    return sum(rabs(input) ** p, dim, keepdim) ** (1.0 / p)
+    return _norm_root(sum(rabs(input) ** p, dim, keepdim), p)
+
+
+def _norm_root(s, p):
+    """``s ** (1/p)`` with a zero gradient where ``s == 0`` (the norm of a zero vector), like
+    torch: the plain root's derivative is infinite there and would give NaN gradients."""
+    from runba.ops.elementwise import sqrt
+
+    zero = s == 0
+    safe = _where(zero, 1, s)
+    root = sqrt(safe) if p == 2 else safe ** (1.0 / p)
+    return _where(zero, 0, root)
 
 
 def _softmax_dim(input, dim, name):
@@ -419,6 +449,14 @@ def _softmax_dim(input, dim, name):
     return normalize_dims(dim, input.ndim, name)
 
 
+def _softmax_shift(input, dims):
+    """The (detached) max along ``dims`` for stability; 0 when ``dims`` are empty (amax of
+    nothing would raise, and the result is empty anyway)."""
+    if input.numel() == 0:
+        return 0
+    return amax(input, dims, keepdim=True).detach()
+
+
 @tensor_method()
 def softmax(input, dim=None, dtype=None):
     """``exp(x) / sum(exp(x))`` along ``dim``, shifted by the (detached) max for stability."""
@@ -427,7 +465,7 @@ def softmax(input, dim=None, dtype=None):
     if dtype is not None:
         input = input.to(_dt.to_dtype(dtype))
     dims = _softmax_dim(input, dim, "softmax")
-    e = exp(input - amax(input, dims, keepdim=True).detach())
+    e = exp(input - _softmax_shift(input, dims))
     return e / sum(e, dims, keepdim=True)
 
 
@@ -439,5 +477,5 @@ def log_softmax(input, dim=None, dtype=None):
     if dtype is not None:
         input = input.to(_dt.to_dtype(dtype))
     dims = _softmax_dim(input, dim, "log_softmax")
-    shifted = input - amax(input, dims, keepdim=True).detach()
+    shifted = input - _softmax_shift(input, dims)
     return shifted - log(sum(exp(shifted), dims, keepdim=True))

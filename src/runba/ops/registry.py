@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from runba._state import STATE
-from runba.dtype import FLOATING, bool_, get_default_dtype, result_type, scalar_dtype
+from runba.dtypes import FLOATING, bool_, get_default_dtype, result_type, scalar_dtype
 
 # op kinds (DESIGN §2)
 ELEMENTWISE = "elementwise"
@@ -47,6 +47,7 @@ def tensor_method(*names):
 # in the import order, and a function-level import would cost on every dispatch.
 Tensor = None
 record_node = None
+_make = None  # Tensor._make
 
 
 class OpDef:
@@ -209,53 +210,131 @@ def dispatch(op: OpDef, inputs: tuple, attrs: dict | None = None):
 
 _NO_ATTRS: dict = {}
 
+# Eager speed (DESIGN §3, "Per-op Python cost is a budget"; examples/benchmarks/
+# bench_overhead.py measures it). On a 4x4 tensor one numpy ufunc costs ~1 µs, so everything
+# below is written for the common case first: every operand a Tensor of one dtype (no
+# promotion table, no casts, no temporary lists), attrs passed only when there are any, numpy
+# dtype objects compared by identity before equality, views recognised by ``ndarray.base``
+# before falling back to ``np.may_share_memory``. The general cases take the same branches
+# they always did.
+_ndarray = np.ndarray
+_asarray = np.asarray
+_may_share_memory = np.may_share_memory
+
 
 def run_eager(op: OpDef, inputs: tuple, attrs: dict):
     """The eager path: numpy now, plus an autograd node when a gradient is needed."""
     if op.kind == ELEMENTWISE:
-        out_dtype, compute = elementwise_dtypes(op, inputs, attrs)
-        cnp = compute.np
-        args = [a._data for a in inputs[: op.promote_from]]
-        for a in inputs[op.promote_from :]:
+        # --- output/compute dtype: the fast path when every operand is a Tensor of one dtype
+        dt = None
+        if not op.promote_from:
+            n = len(inputs)
+            a = inputs[0]
             if isinstance(a, Tensor):
-                d = a._data
-                args.append(d if d.dtype == cnp else d.astype(cnp))
+                dt = a.dtype
+                if n == 2:
+                    b = inputs[1]
+                    if not isinstance(b, Tensor) or b.dtype is not dt:
+                        dt = None
+                elif n != 1:
+                    for b in inputs:
+                        if not isinstance(b, Tensor) or b.dtype is not dt:
+                            dt = None
+                            break
+        rule = op.out_dtype
+        if dt is not None and rule != "cast":
+            compute = dt.compute
+            if rule == "same":
+                out_dtype = dt
+            elif rule == "bool":
+                out_dtype = bool_
+            elif dt.category == FLOATING:  # "float"
+                out_dtype = dt
             else:
-                args.append(a)
-        result = op.expr(NUMPY_OPS, *args, **attrs)
-        if type(result) is not np.ndarray:
-            result = np.asarray(result)
-        if result.dtype != out_dtype.np:
-            result = result.astype(out_dtype.np)
+                out_dtype = get_default_dtype()
+                compute = out_dtype.compute
+            if compute is dt:
+                if n == 1:
+                    args = (a._data,)
+                elif n == 2:
+                    args = (a._data, b._data)
+                else:
+                    args = [x._data for x in inputs]
+            else:
+                cnp = compute.np
+                args = [x._data.astype(cnp) for x in inputs]
+        else:
+            out_dtype, compute = elementwise_dtypes(op, inputs, attrs)
+            cnp = compute.np
+            pf = op.promote_from
+            args = [x._data for x in inputs[:pf]] if pf else []
+            for x in inputs[pf:] if pf else inputs:
+                if isinstance(x, Tensor):
+                    d = x._data
+                    args.append(d if d.dtype is cnp or d.dtype == cnp else d.astype(cnp))
+                else:
+                    args.append(x)
+        result = op.expr(NUMPY_OPS, *args, **attrs) if attrs else op.expr(NUMPY_OPS, *args)
     else:
-        arrays = []
-        for a in inputs:
+        if len(inputs) == 1:
+            # one operand (reductions, views, reshapes): no lists
+            a = inputs[0]
             if isinstance(a, Tensor):
                 d = a._data
-                if op.float_args and a.dtype.category != FLOATING:
+                adt = a.dtype
+                if op.float_args and adt.category != FLOATING:
                     d = d.astype(get_default_dtype().np)
-                elif a.dtype.compute is not a.dtype:
-                    d = d.astype(a.dtype.compute.np)
-                arrays.append(d)
+                elif adt.compute is not adt:
+                    d = d.astype(adt.compute.np)
             else:
-                arrays.append(a)
-        result = op.impl(*arrays, **attrs)
-        if type(result) is not np.ndarray:
-            result = np.asarray(result)
-        out_dtype = _non_elementwise_dtype(op, inputs, attrs)
-        if result.dtype != out_dtype.np:
-            result = result.astype(out_dtype.np)
+                d = a
+                adt = None
+            result = op.impl(d, **attrs) if attrs else op.impl(d)
+            rule = op.out_dtype
+            if rule is None and adt is not None:
+                out_dtype = adt
+                if op.float_args and adt.category != FLOATING:
+                    out_dtype = get_default_dtype()
+            else:
+                out_dtype = _non_elementwise_dtype(op, inputs, attrs)
+        else:
+            arrays = []
+            for a in inputs:
+                if isinstance(a, Tensor):
+                    d = a._data
+                    adt = a.dtype
+                    if op.float_args and adt.category != FLOATING:
+                        d = d.astype(get_default_dtype().np)
+                    elif adt.compute is not adt:
+                        d = d.astype(adt.compute.np)
+                    arrays.append(d)
+                else:
+                    arrays.append(a)
+            result = op.impl(*arrays, **attrs) if attrs else op.impl(*arrays)
+            out_dtype = _non_elementwise_dtype(op, inputs, attrs)
+
+    if type(result) is not _ndarray:
+        result = _asarray(result)
+    onp = out_dtype.np
+    rdt = result.dtype
+    if rdt is not onp and rdt != onp:
+        result = result.astype(onp)
 
     if op.inplace:
         return _commit_inplace(op, inputs, attrs)
-    out = Tensor._make(result, out_dtype)
+    out = _make(result, out_dtype)
     if op.view:
-        src = inputs[0]
-        if np.may_share_memory(result, src._data):
-            out._version = src._version
-            out._base = src if src._base is None else src._base
+        # a numpy view's .base is the array owning the memory (collapsed by numpy), so the
+        # common case needs no np.may_share_memory (which costs as much as the op)
+        base = result.base
+        if base is not None:
+            src = inputs[0]
+            sd = src._data
+            if base is sd or base is sd.base or _may_share_memory(result, sd):
+                out._version = src._version
+                out._base = src if src._base is None else src._base
 
-    if STATE.grad_enabled and op.differentiable and out_dtype.category == FLOATING:
+    if op.differentiable and out_dtype.category == FLOATING and STATE.grad_enabled:
         for a in inputs:
             if isinstance(a, Tensor) and a._rg:
                 record_node(op, inputs, attrs, out)
