@@ -130,22 +130,49 @@ def _acc_node(leaf) -> AccumulateGrad:
 
 def record_node(op, inputs, attrs, out) -> None:
     """Attach a grad node for ``out = op(*inputs)`` (called by dispatch in grad mode)."""
+    # Hot path (DESIGN §3 "per-op Python cost is a budget"): one and two tensor operands
+    # build the edge/needs/meta tuples directly; other arities take the general loop.
     Tensor = registry.Tensor
-    next_edges = []
-    needs = []
-    meta = []
-    for a in inputs:
-        if isinstance(a, Tensor):
-            meta.append((a._data.shape, a.dtype))
-            if a._rg:
-                next_edges.append(a.grad_fn if a.grad_fn is not None else _acc_node(a))
-                needs.append(True)
-                continue
+    n = len(inputs)
+    a = inputs[0]
+    if n <= 2 and isinstance(a, Tensor) and (n == 1 or isinstance(inputs[1], Tensor)):
+        if a._rg:
+            ea = a.grad_fn
+            if ea is None:
+                ea = _acc_node(a)
         else:
-            meta.append(None)
-        next_edges.append(None)
-        needs.append(False)
-    node = Node(op, attrs, tuple(next_edges), tuple(needs), tuple(meta))
+            ea = None
+        ma = (a._data.shape, a.dtype)
+        if n == 1:
+            next_edges, needs, meta = (ea,), (ea is not None,), (ma,)
+        else:
+            b = inputs[1]
+            if b._rg:
+                eb = b.grad_fn
+                if eb is None:
+                    eb = _acc_node(b)
+            else:
+                eb = None
+            next_edges = (ea, eb)
+            needs = (ea is not None, eb is not None)
+            meta = (ma, (b._data.shape, b.dtype))
+    else:
+        edges_l = []
+        needs_l = []
+        meta_l = []
+        for a in inputs:
+            if isinstance(a, Tensor):
+                meta_l.append((a._data.shape, a.dtype))
+                if a._rg:
+                    edges_l.append(a.grad_fn if a.grad_fn is not None else _acc_node(a))
+                    needs_l.append(True)
+                    continue
+            else:
+                meta_l.append(None)
+            edges_l.append(None)
+            needs_l.append(False)
+        next_edges, needs, meta = tuple(edges_l), tuple(needs_l), tuple(meta_l)
+    node = Node(op, attrs, next_edges, needs, meta)
     saves = op.saves
     if saves:
         versions = []
