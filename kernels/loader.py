@@ -50,6 +50,7 @@ import numba
 import numpy as np
 from numba.core import caching as _nb_caching
 from numba.core.registry import CPUDispatcher
+
 from runba.kernels import threads
 
 __all__ = [

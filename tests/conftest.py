@@ -3,9 +3,8 @@
 import os
 import tempfile
 
-# Before runba (and numba) import: compiled kernels go to a cache shared by this run's
-# workers (pytest-xdist workers inherit it from the controller's environment).
+# Before runba imports: compiled kernels (generated and hand-written) go to a cache shared
+# by this run's workers (pytest-xdist workers inherit it from the controller's environment).
 if "RUNBA_CACHE_DIR" not in os.environ:
     _run_dir = os.path.join(tempfile.gettempdir(), f"runba-test-cache-{os.getppid()}")
     os.environ["RUNBA_CACHE_DIR"] = _run_dir
-os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(os.environ["RUNBA_CACHE_DIR"], "numba"))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
+
 from runba.kernels.loader import PARALLEL_THRESHOLD, njit_cached
 from runba.kernels.mathlib import gelu_tanh_f32
 

@@ -17,7 +17,7 @@ the input read as 0.
 
 Parallelism: ``prange`` over chunks of the ``N * C`` (image, channel) planes. im2col's plane
 ``(n, c)`` writes rows ``c*kh*kw ...`` at column block ``n`` only; col2im's plane writes
-``dx[n, c]`` only, so iterations never write the same element. Below ``PARALLEL_MIN`` elements
+``dx[n, c]`` only, so iterations never write the same element. Below ``PARALLEL_THRESHOLD`` elements
 the same serial helper runs in one call (fork/join would cost more than it saves); one compiled
 kernel per dtype serves every shape and both branches. The per-plane bodies are separate
 (non-inlined) njit functions: inlined into the ``parallel=True`` kernel they took ~3x longer to
@@ -28,25 +28,14 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-__all__ = ["PARALLEL_MIN", "col2im", "conv_out_size", "im2col"]
+from runba.kernels.loader import PARALLEL_THRESHOLD, njit_cached
 
-#: Element count at which kernels switch to their ``prange`` loop (the value measured for the
-#: kernel loader's ``PARALLEL_THRESHOLD``; kept local so kernels/ has no import-order ties).
-PARALLEL_MIN = 65536
-
-# DESIGN §4 Codegen flags. Plain ``cache=True`` (NUMBA_CACHE_DIR decides where); the kernel
-# loader's ``njit_cached`` can replace this decorator one-for-one.
-_FLAGS = dict(
-    cache=True,
-    nogil=True,
-    error_model="numpy",
-    fastmath={"contract", "afn", "reassoc", "nsz", "arcp"},
-)
+__all__ = ["col2im", "conv_out_size", "im2col"]
 
 
-@njit(**_FLAGS)
+@njit_cached
 def _im2col_planes(x, cols, t0, t1, kh, kw, sh, sw, ph, pw, dh, dw, oh_n, ow_n):
     # Plain per-element bounds tests: measured faster than hoisting the valid column range
     # into three loops, which LLVM vectorises with versioning overhead for these short rows.
@@ -75,7 +64,7 @@ def _im2col_planes(x, cols, t0, t1, kh, kw, sh, sw, ph, pw, dh, dw, oh_n, ow_n):
                                 cols[row, n, base + ow] = 0
 
 
-@njit(**_FLAGS)
+@njit_cached
 def _col2im_planes(cols, dx, t0, t1, kh, kw, sh, sw, ph, pw, dh, dw, oh_n, ow_n):
     c_n = dx.shape[1]
     h = dx.shape[2]
@@ -107,10 +96,10 @@ def _col2im_planes(cols, dx, t0, t1, kh, kw, sh, sw, ph, pw, dh, dw, oh_n, ow_n)
                         dx[n, c, ih, ow * sw + off] += cols[row, n, base + ow]
 
 
-@njit(parallel=True, **_FLAGS)
+@njit_cached(parallel=True)
 def _im2col(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, oh_n, ow_n, chunks):
     planes = x.shape[0] * x.shape[1]
-    if cols.size < PARALLEL_MIN:
+    if cols.size < PARALLEL_THRESHOLD:
         _im2col_planes(x, cols, 0, planes, kh, kw, sh, sw, ph, pw, dh, dw, oh_n, ow_n)
         return
     chunks = min(planes, chunks)
@@ -120,10 +109,10 @@ def _im2col(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, oh_n, ow_n, chunks):
         _im2col_planes(x, cols, t0, t1, kh, kw, sh, sw, ph, pw, dh, dw, oh_n, ow_n)
 
 
-@njit(parallel=True, **_FLAGS)
+@njit_cached(parallel=True)
 def _col2im(cols, dx, kh, kw, sh, sw, ph, pw, dh, dw, oh_n, ow_n, chunks):
     planes = dx.shape[0] * dx.shape[1]
-    if cols.size < PARALLEL_MIN:
+    if cols.size < PARALLEL_THRESHOLD:
         _col2im_planes(cols, dx, 0, planes, kh, kw, sh, sw, ph, pw, dh, dw, oh_n, ow_n)
         return
     chunks = min(planes, chunks)

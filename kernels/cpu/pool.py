@@ -20,8 +20,9 @@ accumulated serially by one thread and never race.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
-from runba.kernels.cpu.conv import PARALLEL_MIN
+from numba import prange
+
+from runba.kernels.loader import PARALLEL_THRESHOLD, njit_cached
 
 __all__ = [
     "avg_pool2d_backward",
@@ -31,16 +32,9 @@ __all__ = [
     "plane_scatter_add",
 ]
 
-_FLAGS = dict(
-    cache=True,
-    nogil=True,
-    error_model="numpy",
-    fastmath={"contract", "afn", "reassoc", "nsz", "arcp"},
-)
-
 
 # ------------------------------------------------------------------------------ max pooling
-@njit(**_FLAGS)
+@njit_cached
 def _max_plane(x, idx, p, kh, kw, sh, sw, ph, pw, dh, dw):
     h = x.shape[1]
     w = x.shape[2]
@@ -70,10 +64,10 @@ def _max_plane(x, idx, p, kh, kw, sh, sw, ph, pw, dh, dw):
             idx[p, oh, ow] = mi
 
 
-@njit(parallel=True, **_FLAGS)
+@njit_cached(parallel=True)
 def _max_pool_indices(x, idx, kh, kw, sh, sw, ph, pw, dh, dw):
     planes = x.shape[0]
-    if idx.size * kh * kw < PARALLEL_MIN:
+    if idx.size * kh * kw < PARALLEL_THRESHOLD:
         for p in range(planes):
             _max_plane(x, idx, p, kh, kw, sh, sw, ph, pw, dh, dw)
     else:
@@ -81,15 +75,15 @@ def _max_pool_indices(x, idx, kh, kw, sh, sw, ph, pw, dh, dw):
             _max_plane(x, idx, p, kh, kw, sh, sw, ph, pw, dh, dw)
 
 
-@njit(**_FLAGS)
+@njit_cached
 def _gather_plane(x, idx, out, p):
     for k in range(idx.shape[1]):
         out[p, k] = x[p, idx[p, k]]
 
 
-@njit(parallel=True, **_FLAGS)
+@njit_cached(parallel=True)
 def _plane_gather(x, idx, out):
-    if idx.size < PARALLEL_MIN:
+    if idx.size < PARALLEL_THRESHOLD:
         for p in range(x.shape[0]):
             _gather_plane(x, idx, out, p)
     else:
@@ -97,7 +91,7 @@ def _plane_gather(x, idx, out):
             _gather_plane(x, idx, out, p)
 
 
-@njit(**_FLAGS)
+@njit_cached
 def _scatter_plane(g, idx, out, p):
     for k in range(out.shape[1]):
         out[p, k] = 0
@@ -105,9 +99,9 @@ def _scatter_plane(g, idx, out, p):
         out[p, idx[p, k]] += g[p, k]
 
 
-@njit(parallel=True, **_FLAGS)
+@njit_cached(parallel=True)
 def _plane_scatter_add(g, idx, out):
-    if out.size < PARALLEL_MIN:
+    if out.size < PARALLEL_THRESHOLD:
         for p in range(out.shape[0]):
             _scatter_plane(g, idx, out, p)
     else:
@@ -116,7 +110,7 @@ def _plane_scatter_add(g, idx, out):
 
 
 # ------------------------------------------------------------------------------ avg pooling
-@njit(**_FLAGS)
+@njit_cached
 def _avg_plane(x, out, p, hs, he, ws, we, div):
     for oh in range(out.shape[1]):
         for ow in range(out.shape[2]):
@@ -127,9 +121,9 @@ def _avg_plane(x, out, p, hs, he, ws, we, div):
             out[p, oh, ow] = s / div[oh, ow]
 
 
-@njit(parallel=True, **_FLAGS)
+@njit_cached(parallel=True)
 def _avg_pool_fwd(x, out, hs, he, ws, we, div):
-    if x.size < PARALLEL_MIN:
+    if x.size < PARALLEL_THRESHOLD:
         for p in range(x.shape[0]):
             _avg_plane(x, out, p, hs, he, ws, we, div)
     else:
@@ -137,7 +131,7 @@ def _avg_pool_fwd(x, out, hs, he, ws, we, div):
             _avg_plane(x, out, p, hs, he, ws, we, div)
 
 
-@njit(**_FLAGS)
+@njit_cached
 def _avg_back_plane(g, dx, p, hs, he, ws, we, div):
     for ih in range(dx.shape[1]):
         for iw in range(dx.shape[2]):
@@ -150,9 +144,9 @@ def _avg_back_plane(g, dx, p, hs, he, ws, we, div):
                     dx[p, ih, iw] += v
 
 
-@njit(parallel=True, **_FLAGS)
+@njit_cached(parallel=True)
 def _avg_pool_bwd(g, dx, hs, he, ws, we, div):
-    if dx.size < PARALLEL_MIN:
+    if dx.size < PARALLEL_THRESHOLD:
         for p in range(dx.shape[0]):
             _avg_back_plane(g, dx, p, hs, he, ws, we, div)
     else:

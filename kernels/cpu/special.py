@@ -3,10 +3,11 @@
 import math
 
 import numpy as np
-from numba import njit
+
+from runba.kernels.loader import njit_cached
 
 
-@njit(cache=True, nogil=True)
+@njit_cached
 def _erf_loop(x, out):
     for i in range(x.size):
         out[i] = math.erf(x[i])
