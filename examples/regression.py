@@ -4,8 +4,8 @@
 
 Features are standardised with numpy and handed to runba with ``from_numpy`` (shared
 memory, no copy); the model is one ``nn.Linear(10, 1)`` trained with SGD on the mean squared
-error. Prints R² on a held-out split, next to the closed-form least-squares R² (the best a linear model
-can do on this split).
+error. Prints R² on a held-out split, next to the closed-form least-squares R² (the best a
+linear model can do on this split).
 """
 
 import argparse

@@ -23,6 +23,7 @@ import time
 import numba
 import numpy as np
 from numba import njit, prange
+
 from runba.kernels import threads
 from runba.kernels.cpu.bias_gelu import bias_gelu_f32
 from runba.kernels.loader import DEFAULT_FLAGS, cache_info

@@ -23,10 +23,10 @@ import time
 
 import numba
 import numpy as np
-from runba.kernels import threads
 
 import runba
 import runba.ops.conv as C
+from runba.kernels import threads
 
 
 def median_time(fn, repeats):

@@ -16,6 +16,7 @@ import time
 
 import numba
 import numpy as np
+
 from runba.kernels import mathlib as ml
 
 FM = set(ml.FASTMATH)

@@ -32,6 +32,7 @@ import time
 
 import numba
 import numpy as np
+
 from runba.kernels import threads
 from runba.kernels.cpu.bias_gelu import bias_gelu_f32
 

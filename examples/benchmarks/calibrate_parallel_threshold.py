@@ -21,6 +21,7 @@ import warnings
 
 import numba
 import numpy as np
+
 from runba.kernels import loader, threads
 
 SRC = {

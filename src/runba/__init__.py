@@ -56,6 +56,7 @@ from runba.dtypes import (
     set_default_dtype,
     uint8,
 )
+from runba.kernels.threads import get_num_threads, set_num_threads
 from runba.ops import bind_tensor_methods as _bind
 from runba.ops.elementwise import (
     abs,  # noqa: A004
@@ -183,7 +184,6 @@ from runba.tensor import Size, Tensor, device
 _bind(Tensor)
 
 from runba import nn, optim  # noqa: E402 - built on the bound Tensor methods
-
 from runba.autograd.gradcheck import gradcheck  # noqa: E402
 
 
@@ -197,7 +197,7 @@ def numel(input) -> int:
 
 __all__ = [
     "Tensor", "Size", "device", "dtype", "autograd", "cuda", "utils", "Generator",
-    "save", "load", "CheckpointError", "nn", "optim",
+    "save", "load", "CheckpointError", "nn", "optim", "set_num_threads", "get_num_threads",
     "float16", "float32", "float64", "half", "float", "double", "int32", "int64", "int",
     "long", "uint8", "bool", "get_default_dtype", "set_default_dtype", "promote_types",
     "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "inference_mode",
