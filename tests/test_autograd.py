@@ -971,3 +971,14 @@ def test_gradcheck_leaves_inputs_unchanged():
 def test_gradcheck_needs_an_input_requiring_grad():
     with pytest.raises(ValueError):
         gradcheck(lambda t: t * 2, (runba.ones(2, dtype=runba.float64),))
+
+
+def test_gradcheck_of_a_function_that_takes_gradients():
+    # second order: gradcheck the map x -> d/dx sum(x^3) = 3x^2 (Hessian diag 6x)
+    x = runba.tensor([0.5, -1.2, 2.0], dtype=runba.float64, requires_grad=True)
+
+    def first_derivative(t):
+        (g,) = runba.autograd.grad((t**3).sum(), t, create_graph=True)
+        return g
+
+    assert runba.autograd.gradcheck(first_derivative, (x,))
