@@ -2110,6 +2110,29 @@ for _name, _index, _x, _v, _extra in (
     else:
         _f, _r = _set(_index)
         add("setitem", _name, _f, _r, _x, _v, *_extra, covers=("index_put_",))
+
+
+def _setitem_through_view(x, v):
+    y = x.clone()
+    y[1][::2] = v  # y[1] is a view of y: the write must reach y's gradient (CopySlices)
+    return y
+
+
+def _setitem_through_view_ref(x, v):
+    y = x.copy()
+    y[1, ::2] = v
+    return y
+
+
+add(
+    "setitem",
+    "through-view",
+    _setitem_through_view,
+    _setitem_through_view_ref,
+    _x34,
+    U(2),
+    covers=("view_scatter",),
+)
 add(
     "setitem",
     "int-tensor-int-value",
@@ -2442,6 +2465,7 @@ COVERED_BY = {
     "plane_scatter_add": "max_pool2d-basic",
     "avg_pool2d_backward": "avg_pool2d-basic",
     "adaptive_avg_pool2d_backward": "adaptive_avg_pool2d-divisible",
+    "view_scatter": "setitem-through-view",
 }
 
 

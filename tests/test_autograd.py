@@ -724,11 +724,6 @@ def test_setitem_bool_mask_on_non_leaf():
     np.testing.assert_allclose(np_of(y), [0.0, 4.0, 0.0])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="registry.check_inplace rejects in-place writes to a view of a tensor that "
-    "requires grad (DESIGN §3 wants them recorded, PyTorch CopySlices)",
-)
 def test_setitem_on_view_of_non_leaf():
     x = t64([[1.0, 2.0], [3.0, 4.0]])
     y = x * 2

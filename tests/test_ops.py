@@ -416,18 +416,38 @@ def test_setitem_through_view_without_grad_writes_base():
     np.testing.assert_array_equal(x.numpy(), want)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="registry.check_inplace rejects in-place ops on a view of a tensor that requires "
-    "grad (RuntimeError 'in-place operation on a view ... not supported by runba yet'); "
-    "DESIGN §3 and PyTorch record it (CopySlices)",
-)
 def test_setitem_through_view_with_grad():
     a = runba.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=F64, requires_grad=True)
     y = a.clone()
     y[0][1] = 10.0  # y[0] is a view of y
     y.sum().backward()
     np.testing.assert_array_equal(a.grad.numpy(), [[1.0, 0.0], [1.0, 1.0]])
+
+
+def test_inplace_ops_through_views_reach_the_base_gradient():
+    a = runba.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=F64, requires_grad=True)
+    y = a * 2
+    y[:, 1].mul_(3)  # y = [[2, 12], [6, 24]]
+    (y * y).sum().backward()
+    # d/da of sum(y^2): 2y * dy/da, with dy/da = 2 (column 0) and 6 (column 1)
+    np.testing.assert_array_equal(a.grad.numpy(), [[8.0, 144.0], [24.0, 288.0]])
+
+    w = runba.tensor([1.0, 2.0, 3.0], dtype=F64, requires_grad=True)
+    z = w * 1
+    zz = z.view(3, 1)[1:]  # a view of a view
+    zz += w[:2].view(2, 1) * 10
+    z.sum().backward()
+    np.testing.assert_array_equal(w.grad.numpy(), [11.0, 11.0, 1.0])
+    assert z.tolist() == [1.0, 12.0, 23.0]
+
+
+def test_inplace_on_a_view_of_a_leaf_that_requires_grad_raises():
+    b = runba.ones(3, requires_grad=True)
+    with pytest.raises(RuntimeError, match="add_: a view of a leaf Variable"):
+        b[0:2].add_(1)
+    with runba.no_grad():
+        b[0:2].add_(1)  # allowed without grad mode, like torch
+    assert b.tolist() == [2.0, 2.0, 1.0]
 
 
 # second order: the vjp of each backward-only primitive (slice_backward, index_backward,

@@ -15,7 +15,6 @@ import weakref
 import numpy as np
 
 from runba import dtypes as _dt
-from runba._state import STATE
 from runba.ops import registry
 
 __all__ = ["Tensor", "Size", "device"]
@@ -119,7 +118,9 @@ class Tensor:
 
     @staticmethod
     def _make(data: np.ndarray, dtype: _dt.dtype) -> Tensor:
-        t = _new(Tensor)
+        # Every op result is built here: keep it to one allocation plus plain slot stores
+        # (a class-level default cannot share a name with a slot).
+        t = _new(_Tensor)
         t._data = data
         t.dtype = dtype
         t._version = [0]
@@ -134,11 +135,15 @@ class Tensor:
     # ------------------------------------------------------------------ attributes
     @property
     def shape(self) -> Size:
-        return Size(self._data.shape)
+        s = self._data.shape
+        size = _SIZES.get(s)
+        return size if size is not None else _size(s)
 
     def size(self, dim: int | None = None):
         if dim is None:
-            return Size(self._data.shape)
+            s = self._data.shape
+            size = _SIZES.get(s)
+            return size if size is not None else _size(s)
         return self._data.shape[_wrap_dim(dim, self._data.ndim, "size")]
 
     def dim(self) -> int:
@@ -345,8 +350,7 @@ class Tensor:
     def detach(self) -> Tensor:
         """A tensor sharing storage (and version counter) that is not part of the graph."""
         t = Tensor._make(self._data, self.dtype)
-        t._version = self._version
-        t._base = self if self._base is None else self._base
+        t._version = self._version  # same storage: in-place writes show in both
         return t
 
     def detach_(self) -> Tensor:
@@ -403,6 +407,21 @@ class Tensor:
 
 
 _new = object.__new__
+_Tensor = Tensor
+
+# Size objects are immutable, so one per distinct shape is shared: ``.shape`` is read on
+# every op by shape checks and user code, and a dict hit is cheaper than building a tuple
+# subclass. Bounded so a stream of ever-new shapes cannot grow it without limit.
+_SIZES: dict = {}
+_SIZES_MAX = 4096
+
+
+def _size(shape: tuple) -> Size:
+    size = Size(shape)
+    if len(_SIZES) < _SIZES_MAX:
+        _SIZES[shape] = size
+    return size
+
 
 _TYPE_NAMES = {
     "float32": "FloatTensor",
@@ -438,4 +457,3 @@ def _wrap_dim(dim: int, ndim: int, op: str) -> int:
 
 registry.Tensor = Tensor
 registry._make = Tensor._make
-STATE  # re-exported for runba.autograd.grad_mode

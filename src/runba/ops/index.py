@@ -182,9 +182,80 @@ def _copy_impl(dst, src):
 
 
 # The old value of dst gets no gradient: it is overwritten. src may broadcast to dst.
-COPY_ = register(
-    OpDef("copy_", EXTERN, impl=_copy_impl, vjp=lambda c, g: (None, g), inplace=True)
+COPY_ = register(OpDef("copy_", EXTERN, impl=_copy_impl, vjp=lambda c, g: (None, g), inplace=True))
+
+
+# -- writes through views (PyTorch's CopySlices) ---------------------------------------
+# A view created from a tensor that requires grad remembers its view chain (the view ops
+# from its base: run_eager records it). An in-place write into such a view becomes
+# ``base <- view_scatter(base, new_view_values)`` on the base, so the base's gradient sees it.
+
+
+def replay_view_chain(x, chain, for_grad=False):
+    """Apply the recorded view ops to ``x`` (a Tensor), through dispatch."""
+    for op, attrs in chain:
+        if for_grad and "view_only" in attrs:
+            attrs = {**attrs, "view_only": False}  # gradients need not be contiguous
+        x = dispatch(op, (x,), attrs)
+    return x
+
+
+def _replay_arrays(x, chain):
+    for op, attrs in chain:
+        x = op.impl(x, **attrs)
+    return x
+
+
+def _view_scatter_impl(base, values, chain):
+    out = base.copy()
+    np.copyto(_replay_arrays(out, chain), values, casting="unsafe")
+    return out
+
+
+def _view_scatter_vjp(c, g):
+    chain = c.attrs["chain"]
+    g_base = dispatch(VIEW_SCATTER, (g, 0), {"chain": chain}) if c.needs[0] else None
+    g_values = replay_view_chain(g, chain, for_grad=True) if c.needs[1] else None
+    return g_base, g_values
+
+
+VIEW_SCATTER = register(
+    OpDef("view_scatter", EXTERN, impl=_view_scatter_impl, vjp=_view_scatter_vjp)
 )
+
+
+def tracked_view_chain(t):
+    """The view chain of a view whose base autograd tracks, else None."""
+    extra = t._extra
+    return extra.get("view_chain") if extra is not None and t._base is not None else None
+
+
+def write_through_view(view, new_values, op_name):
+    """Commit ``new_values`` (same shape as ``view``) into ``view``'s base, recorded."""
+    chain = view._extra["view_chain"]
+    base = view._base
+    if base._rg and base.grad_fn is None:
+        raise RuntimeError(
+            f"{op_name}: a view of a leaf Variable that requires grad is being used in an "
+            f"in-place operation (view shape {list(view.shape)}, base shape "
+            f"{list(base.shape)}); wrap it in runba.no_grad() or operate on a clone()"
+        )
+    new_base = dispatch(VIEW_SCATTER, (base, new_values), {"chain": chain})
+    dispatch(COPY_, (base, new_base))
+    # the view's values now come from the rewritten base
+    regenerated = replay_view_chain(base, chain)
+    view.grad_fn = regenerated.grad_fn
+    view._rg = regenerated._rg
+    return view
+
+
+def _recording(target, sources):
+    from runba._state import STATE
+    from runba.tensor import Tensor
+
+    return STATE.grad_enabled and (
+        target._rg or any(isinstance(s, Tensor) and s._rg for s in sources)
+    )
 
 
 def _gather_impl(x, index, dim):
@@ -253,7 +324,9 @@ def _cat_vjp(c, g):
     out, start = [], 0
     for meta in c.in_meta:
         n = meta[0][d]
-        out.append(dispatch(SLICE, (g,), {"index": (slice(None),) * d + (slice(start, start + n),)}))
+        out.append(
+            dispatch(SLICE, (g,), {"index": (slice(None),) * d + (slice(start, start + n),)})
+        )
         start += n
     return tuple(out)
 
@@ -269,9 +342,7 @@ CAT = register(
     OpDef(
         "cat",
         EXTERN,
-        impl=lambda *xs, dim: np.concatenate(
-            [x.astype(np.result_type(*xs)) for x in xs], axis=dim
-        ),
+        impl=lambda *xs, dim: np.concatenate([x.astype(np.result_type(*xs)) for x in xs], axis=dim),
         out_dtype=_cat_dtype,
         vjp=_cat_vjp,
     )
@@ -301,9 +372,16 @@ def setitem(input, index, value):
     from runba.tensor import Tensor
 
     template, tensors = normalize_index(index)
-    check_inplace(input, "setitem", (value,))
     if isinstance(value, Tensor) and value.dtype is not input.dtype:
         value = value.to(input.dtype)
+    if tracked_view_chain(input) is not None and _recording(input, (value,)):
+        from runba.ops.elementwise import clone
+
+        snapshot = clone(input)  # index_put must not save the buffer being rewritten
+        new = dispatch(INDEX_PUT, (snapshot, value, *tensors), {"template": template})
+        write_through_view(input, new, "setitem")
+        return
+    check_inplace(input, "setitem", (value,))
     try:
         dispatch(INDEX_PUT_, (input, value, *tensors), {"template": template})
     except (IndexError, ValueError) as e:
@@ -314,11 +392,10 @@ def setitem(input, index, value):
 
 
 @tensor_method()
-def copy_(input, src, non_blocking=False):
+def copy_(input, src, non_blocking=False, *, _op_name="copy_"):
     """Copy ``src`` (broadcast, cast) into ``input`` in place; gradients flow to ``src``."""
     from runba.tensor import Tensor
 
-    check_inplace(input, "copy_", (src,))
     if isinstance(src, Tensor):
         try:
             np.broadcast_shapes(src._data.shape, input._data.shape)
@@ -327,6 +404,17 @@ def copy_(input, src, non_blocking=False):
                 f"copy_: the source of shape {list(src.shape)} cannot be broadcast to the "
                 f"destination of shape {list(input.shape)}"
             ) from None
+    if tracked_view_chain(input) is not None and _recording(input, (src,)):
+        if not isinstance(src, Tensor):
+            from runba.creation import full_like
+
+            src = full_like(input, src)
+        elif src.shape != input.shape:
+            src = src.expand(input.shape)
+        if src.dtype is not input.dtype:
+            src = src.to(input.dtype)
+        return write_through_view(input, src, _op_name)
+    check_inplace(input, _op_name, (src,))
     return dispatch(COPY_, (input, src))
 
 
@@ -435,7 +523,9 @@ def masked_fill(input, mask, value):
     from runba.ops.elementwise import where
 
     if mask.dtype is not _dt.bool_:
-        raise RuntimeError(f"masked_fill_ only supports boolean masks, but got mask with dtype {mask.dtype.name}")
+        raise RuntimeError(
+            f"masked_fill_ only supports boolean masks, but got mask with dtype {mask.dtype.name}"
+        )
     out = where(mask, value, input)
     return out if out.dtype is input.dtype else out.to(input.dtype)
 
@@ -478,7 +568,10 @@ def one_hot(tensor, num_classes=-1):
     if num_classes == -1:
         num_classes = int(tensor.max().item()) + 1 if tensor.numel() else 0
     if tensor.numel() and (tensor.min().item() < 0 or tensor.max().item() >= num_classes):
-        raise RuntimeError(f"one_hot: Class values must be in [0, {num_classes}) (got {tensor.min().item()}..{tensor.max().item()})")
+        raise RuntimeError(
+            f"one_hot: Class values must be in [0, {num_classes}) "
+            f"(got {tensor.min().item()}..{tensor.max().item()})"
+        )
     return (unsqueeze(tensor, -1) == arange(num_classes)).to(_dt.int64)
 
 
@@ -490,7 +583,9 @@ def roll(input, shifts, dims=None):
     shifts = (shifts,) if isinstance(shifts, int) else tuple(shifts)
     dims = (dims,) if isinstance(dims, int) else tuple(dims)
     if len(shifts) != len(dims):
-        raise RuntimeError(f"roll: shifts and dimensions must align. shifts: {len(shifts)}, dims: {len(dims)}")
+        raise RuntimeError(
+            f"roll: shifts and dimensions must align. shifts: {len(shifts)}, dims: {len(dims)}"
+        )
     out = input
     for s, d in zip(shifts, dims):
         d = normalize_dims(d, input.ndim, "roll")[0]

@@ -26,7 +26,7 @@ def _commit(target, result, name):
             f"{name}: result type {result.dtype.name} can't be cast to the desired output type "
             f"{target.dtype.name}"
         )
-    return index.copy_(target, result)
+    return index.copy_(target, result, _op_name=name)
 
 
 def _inplace(fn, name):
@@ -34,7 +34,8 @@ def _inplace(fn, name):
         from runba.tensor import Tensor
 
         sources = [a for a in args if isinstance(a, Tensor)]
-        check_inplace(self, name, sources)
+        if index.tracked_view_chain(self) is None:
+            check_inplace(self, name, sources)
         recording = STATE.grad_enabled and (self._rg or any(s._rg for s in sources))
         src = ew.clone(self) if recording else self
         return _commit(self, fn(src, *args, **kwargs), name)

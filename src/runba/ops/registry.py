@@ -43,6 +43,7 @@ def tensor_method(*names):
 
     return deco
 
+
 # Bound by runba.tensor / runba.autograd.engine at import time: the registry sits below them
 # in the import order, and a function-level import would cost on every dispatch.
 Tensor = None
@@ -254,10 +255,14 @@ def run_eager(op: OpDef, inputs: tuple, attrs: dict):
                 out_dtype = get_default_dtype()
                 compute = out_dtype.compute
             if compute is dt:
-                if n == 1:
-                    args = (a._data,)
-                elif n == 2:
-                    args = (a._data, b._data)
+                if not attrs:  # the common call: operands straight through, no arg tuple
+                    if n == 2:
+                        result = op.expr(NUMPY_OPS, a._data, b._data)
+                    elif n == 1:
+                        result = op.expr(NUMPY_OPS, a._data)
+                    else:
+                        result = op.expr(NUMPY_OPS, *[x._data for x in inputs])
+                    args = None
                 else:
                     args = [x._data for x in inputs]
             else:
@@ -274,7 +279,8 @@ def run_eager(op: OpDef, inputs: tuple, attrs: dict):
                     args.append(d if d.dtype is cnp or d.dtype == cnp else d.astype(cnp))
                 else:
                     args.append(x)
-        result = op.expr(NUMPY_OPS, *args, **attrs) if attrs else op.expr(NUMPY_OPS, *args)
+        if args is not None:
+            result = op.expr(NUMPY_OPS, *args, **attrs)
     else:
         if len(inputs) == 1:
             # one operand (reductions, views, reshapes): no lists
@@ -290,15 +296,17 @@ def run_eager(op: OpDef, inputs: tuple, attrs: dict):
                 d = a
                 adt = None
             result = op.impl(d, **attrs) if attrs else op.impl(d)
-            rule = op.out_dtype
-            if rule is None and adt is not None:
-                out_dtype = adt
-                if op.float_args and adt.category != FLOATING:
-                    out_dtype = get_default_dtype()
-            else:
+            if adt is None:
                 out_dtype = _non_elementwise_dtype(op, inputs, attrs)
+            elif op.out_dtype is not None:
+                out_dtype = op.out_dtype([adt], attrs)
+            elif op.float_args and adt.category != FLOATING:
+                out_dtype = get_default_dtype()
+            else:
+                out_dtype = adt
         else:
             arrays = []
+            dtypes = []  # of the tensor operands, for the out_dtype rule
             for a in inputs:
                 if isinstance(a, Tensor):
                     d = a._data
@@ -308,10 +316,17 @@ def run_eager(op: OpDef, inputs: tuple, attrs: dict):
                     elif adt.compute is not adt:
                         d = d.astype(adt.compute.np)
                     arrays.append(d)
+                    dtypes.append(adt)
                 else:
                     arrays.append(a)
             result = op.impl(*arrays, **attrs) if attrs else op.impl(*arrays)
-            out_dtype = _non_elementwise_dtype(op, inputs, attrs)
+            rule = op.out_dtype
+            if rule is not None:
+                out_dtype = rule(dtypes, attrs)
+            else:
+                out_dtype = dtypes[0]
+                if op.float_args and out_dtype.category != FLOATING:
+                    out_dtype = get_default_dtype()
 
     if type(result) is not _ndarray:
         result = _asarray(result)
@@ -333,6 +348,16 @@ def run_eager(op: OpDef, inputs: tuple, attrs: dict):
             if base is sd or base is sd.base or _may_share_memory(result, sd):
                 out._version = src._version
                 out._base = src if src._base is None else src._base
+                if src._rg and STATE.grad_enabled:
+                    # remembered so an in-place write into the view reaches the base's
+                    # gradient (PyTorch's CopySlices; see ops/index.write_through_view)
+                    extra = src._extra
+                    chain = (
+                        extra.get("view_chain", ())
+                        if extra is not None and src._base is not None
+                        else ()
+                    )
+                    out._extra = {"view_chain": (*chain, (op, attrs))}
 
     if op.differentiable and out_dtype.category == FLOATING and STATE.grad_enabled:
         for a in inputs:
@@ -364,11 +389,13 @@ def check_inplace(target, op_name: str, sources=()):
             f"operation (shape {list(target._data.shape)}); wrap it in runba.no_grad() or "
             "operate on a clone()"
         )
-    if target._base is not None:
+    if target._base is not None and target._base._rg:
+        # views made under grad mode are rewritten through their base (write_through_view);
+        # one made under no_grad has no record of how it derives from the base
         raise RuntimeError(
-            f"{op_name}: in-place operation on a view (shape {list(target._data.shape)}) of a "
-            "tensor that requires grad is not supported by runba yet; write through the base "
-            "tensor with indexing, or clone() the view first"
+            f"{op_name}: a view (shape {list(target._data.shape)}) created in no_grad mode of "
+            "a tensor that requires grad is being modified in place with grad mode enabled; "
+            "create the view outside no_grad, or clone() it first"
         )
 
 
@@ -407,7 +434,10 @@ def elementwise_dtypes(op: OpDef, inputs: tuple, attrs: dict):
 
 def _non_elementwise_dtype(op: OpDef, inputs: tuple, attrs: dict):
     rule = op.out_dtype
-    dtypes = [a.dtype for a in inputs if isinstance(a, Tensor)]
+    dtypes = []
+    for a in inputs:
+        if isinstance(a, Tensor):
+            dtypes.append(a.dtype)
     if rule is None:
         d = dtypes[0]
         if op.float_args and d.category != FLOATING:
