@@ -488,11 +488,6 @@ def test_contiguous():
     assert not np.shares_memory(c.numpy(), x.numpy())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ops/movement.contiguous() calls clone(), whose numpy impl (np.copy, order='K') "
-    "keeps the transposed layout, so contiguous() of a transposed tensor is not contiguous",
-)
 def test_contiguous_result_is_contiguous():
     t = runba.arange(6.0).reshape(2, 3).t().contiguous()
     assert t.is_contiguous() and t.stride() == (2, 1)

@@ -82,7 +82,10 @@ ROUND = _op("round", lambda o, x: o.round(x), "same", _zero_grad)
 TRUNC = _op("trunc", lambda o, x: o.trunc(x), "same", _zero_grad)
 # Primitive for eager speed: the most common activation would otherwise be two dispatches.
 RELU = _op("relu", lambda o, x: o.relu(x), "same", lambda c, g: (g * (c.out > 0),), SAVE_OUTPUT)
-CLONE = _op("clone", lambda o, x: o.copy(x), "same", lambda c, g: (g,))
+# order "K" keeps the layout (torch's preserve_format); contiguous() asks for "C"
+CLONE = _op(
+    "clone", lambda o, x, order="K": o.copy(x, order=order), "same", lambda c, g: (g,)
+)
 CAST = _op("cast", lambda o, x, dtype: o.cast(x, dtype), "cast", lambda c, g: (g,))
 
 # unary predicates

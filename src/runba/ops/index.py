@@ -262,7 +262,19 @@ def _gather_impl(x, index, dim):
     # torch only requires index.size(d) <= input.size(d) for d != dim (no broadcasting):
     # restrict x to the index's extent there, which take_along_axis would broadcast instead.
     x = x[tuple(slice(None) if d == dim else slice(0, s) for d, s in enumerate(index.shape))]
+    _check_index_range(index, x.shape[dim], dim, "gather")
     return np.take_along_axis(x, index, axis=dim)
+
+
+def _check_index_range(index, size, dim, op):
+    # numpy would wrap negative indices silently; torch's gather/scatter reject them
+    if index.size:
+        lo, hi = index.min(), index.max()
+        if lo < 0 or hi >= size:
+            bad = lo if lo < 0 else hi
+            raise RuntimeError(
+                f"{op}(): index {bad} is out of bounds for dimension {dim} with size {size}"
+            )
 
 
 GATHER = register(
@@ -296,6 +308,7 @@ def _scatter_add_src_grad(c, g):
 
 
 def _scatter_add_impl(x, index, src, dim):
+    _check_index_range(index, x.shape[dim], dim, "scatter_add")
     out = x.copy()
     # full index grids for every axis but `dim`, which takes the given index
     grids = list(np.indices(index.shape, sparse=True))
