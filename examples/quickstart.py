@@ -1,6 +1,6 @@
 """A first runba program: a tiny linear model fitted by gradient descent with autograd.
 
-    python examples/quickstart.py
+python examples/quickstart.py
 """
 
 import runba

@@ -195,7 +195,9 @@ def test_unused_input_message():
 
 def test_gather_and_scatter_add_reject_out_of_range_indices():
     x = runba.arange(6.0).reshape(2, 3)
-    with pytest.raises(RuntimeError, match=r"gather\(\): index -1 is out of bounds for dimension 1"):
+    with pytest.raises(
+        RuntimeError, match=r"gather\(\): index -1 is out of bounds for dimension 1"
+    ):
         x.gather(1, runba.tensor([[-1], [0]]))
     with pytest.raises(RuntimeError, match=r"scatter_add\(\): index 3 is out of bounds"):
         x.scatter_add(1, runba.tensor([[3], [0]]), runba.ones(2, 1))

@@ -4,11 +4,11 @@ installs (kernels/ lives at the top level and is mapped into the runba package).
 import os
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numba
 import numpy as np
 import pytest
+
 from runba.kernels import loader
 from runba.kernels.loader import KernelCacheWarning
 

@@ -12,6 +12,7 @@ import platform
 import numba
 import numpy as np
 import pytest
+
 from runba.kernels import mathlib as ml
 
 # Max error in float32 ulps of the float64 reference, as measured (worst of fastmath/strict)

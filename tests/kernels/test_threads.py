@@ -7,6 +7,7 @@ import os
 import numba
 import numpy as np
 import pytest
+
 from runba.kernels import threads
 
 threadpoolctl = pytest.importorskip("threadpoolctl")

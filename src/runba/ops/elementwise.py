@@ -41,14 +41,10 @@ LOG = _op("log", lambda o, x: o.log(x), "float", lambda c, g: (g / c.inputs[0],)
 LOG1P = _op(
     "log1p", lambda o, x: o.log1p(x), "float", lambda c, g: (g / (c.inputs[0] + 1),), SAVE_INPUTS
 )
-EXPM1 = _op(
-    "expm1", lambda o, x: o.expm1(x), "float", lambda c, g: (g * (c.out + 1),), SAVE_OUTPUT
-)
+EXPM1 = _op("expm1", lambda o, x: o.expm1(x), "float", lambda c, g: (g * (c.out + 1),), SAVE_OUTPUT)
 SQRT = _op("sqrt", lambda o, x: o.sqrt(x), "float", lambda c, g: (g / (c.out * 2),), SAVE_OUTPUT)
 SIN = _op("sin", lambda o, x: o.sin(x), "float", lambda c, g: (g * cos(c.inputs[0]),), SAVE_INPUTS)
-COS = _op(
-    "cos", lambda o, x: o.cos(x), "float", lambda c, g: (-g * sin(c.inputs[0]),), SAVE_INPUTS
-)
+COS = _op("cos", lambda o, x: o.cos(x), "float", lambda c, g: (-g * sin(c.inputs[0]),), SAVE_INPUTS)
 TAN = _op(
     "tan", lambda o, x: o.tan(x), "float", lambda c, g: (g * (c.out * c.out + 1),), SAVE_OUTPUT
 )
@@ -83,9 +79,7 @@ TRUNC = _op("trunc", lambda o, x: o.trunc(x), "same", _zero_grad)
 # Primitive for eager speed: the most common activation would otherwise be two dispatches.
 RELU = _op("relu", lambda o, x: o.relu(x), "same", lambda c, g: (g * (c.out > 0),), SAVE_OUTPUT)
 # order "K" keeps the layout (torch's preserve_format); contiguous() asks for "C"
-CLONE = _op(
-    "clone", lambda o, x, order="K": o.copy(x, order=order), "same", lambda c, g: (g,)
-)
+CLONE = _op("clone", lambda o, x, order="K": o.copy(x, order=order), "same", lambda c, g: (g,))
 CAST = _op("cast", lambda o, x, dtype: o.cast(x, dtype), "cast", lambda c, g: (g,))
 
 # unary predicates

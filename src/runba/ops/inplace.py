@@ -204,9 +204,9 @@ def bind_operators(Tensor):  # noqa: N803
         "__neg__": ew.neg,
         "__pos__": lambda self: self,
         "__abs__": ew.abs,
-        "__invert__": lambda self: _logical_or_bitwise(
-            lambda a, b: ew.logical_not(a), "invert"
-        )(self, None),
+        "__invert__": lambda self: _logical_or_bitwise(lambda a, b: ew.logical_not(a), "invert")(
+            self, None
+        ),
         "__getitem__": index.getitem,
         "__setitem__": index.setitem,
         "__iadd__": Tensor.add_,

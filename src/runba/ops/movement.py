@@ -465,5 +465,8 @@ def T(input):  # noqa: N802 - torch name
 def mT(input):  # noqa: N802 - torch name
     """The last two dims swapped (``x.mT``)."""
     if input.ndim < 2:
-        raise RuntimeError(f"tensor.mT is only supported on matrices or batches of matrices. Got {input.ndim}-D tensor.")
+        raise RuntimeError(
+            "tensor.mT is only supported on matrices or batches of matrices. "
+            f"Got {input.ndim}-D tensor."
+        )
     return transpose(input, -2, -1)

@@ -261,13 +261,17 @@ def _single_dim(dim, ndim, op):
 @tensor_method()
 def argmax(input, dim=None, keepdim=False):
     """Index of the (first) maximum, over all elements or along ``dim``."""
-    return dispatch(ARGMAX, (input,), {"dim": _single_dim(dim, input.ndim, "argmax"), "keepdim": keepdim})
+    return dispatch(
+        ARGMAX, (input,), {"dim": _single_dim(dim, input.ndim, "argmax"), "keepdim": keepdim}
+    )
 
 
 @tensor_method()
 def argmin(input, dim=None, keepdim=False):
     """Index of the (first) minimum, over all elements or along ``dim``."""
-    return dispatch(ARGMIN, (input,), {"dim": _single_dim(dim, input.ndim, "argmin"), "keepdim": keepdim})
+    return dispatch(
+        ARGMIN, (input,), {"dim": _single_dim(dim, input.ndim, "argmin"), "keepdim": keepdim}
+    )
 
 
 @tensor_method()
@@ -402,7 +406,11 @@ def logsumexp(input, dim, keepdim=False):
         m = amax(input, dims, keepdim=True).detach()
         m = _where(isinf(m), 0, m)
     out = log(sum(exp(input - m), dims, keepdim=True)) + m
-    return out if keepdim else out.reshape(tuple(s for i, s in enumerate(input.shape) if i not in dims))
+    return (
+        out
+        if keepdim
+        else out.reshape(tuple(s for i, s in enumerate(input.shape) if i not in dims))
+    )
 
 
 @tensor_method()
