@@ -60,11 +60,6 @@ def test_expand_message_names_sizes():
 
 
 # ---------------------------------------------------------------------------- broadcasting
-@pytest.mark.xfail(
-    strict=True,
-    reason="registry.run_eager lets numpy's ValueError 'operands could not be broadcast "
-    "together with shapes (2,3) (4,3)' escape: no op name, not a RuntimeError",
-)
 def test_broadcast_mismatch_names_op_and_both_shapes():
     for fn, name in [(runba.add, "add"), (runba.mul, "mul")]:
         with pytest.raises(RuntimeError) as info:

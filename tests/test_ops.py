@@ -501,7 +501,7 @@ def _writes(s: Sample) -> bool:
 
 
 # float16 is a storage type: ops compute in float32 and round the result to float16.
-# Samples that write in place are left out: see test_float16_inplace_write below.
+# Samples that write in place are checked separately: see test_float16_inplace_write.
 F16_SAMPLES = [s for s in F32_SAMPLES if not _writes(s) and s.id != "round-decimals"]
 
 
@@ -510,12 +510,6 @@ def test_forward_float16(s):
     check_forward(s, runba.float16, rtol=4e-3, atol=2e-3)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="registry.run_eager casts float16 inputs of non-elementwise ops to float32 copies, "
-    "in-place ops (copy_, index_put_) included, so their writes land in the temporary copy "
-    "and the float16 tensor is left unchanged",
-)
 def test_float16_inplace_write():
     x = runba.tensor([1.0, 2.0], dtype=runba.float16)
     x.add_(1)
@@ -523,11 +517,6 @@ def test_float16_inplace_write():
     np.testing.assert_array_equal(x.numpy(), np.array([5.0, 3.0], np.float16))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="registry.run_eager casts float16 inputs of MOVEMENT ops to float32 copies, so "
-    "x[0], x.view(...), x.t() of a float16 tensor are copies, not views sharing storage",
-)
 def test_float16_views_share_storage():
     x = runba.zeros(2, 3, dtype=runba.float16)
     views = [x[0], x.view(6), x.t()]

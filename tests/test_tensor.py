@@ -664,3 +664,35 @@ def test_numpy_scalar_keeps_its_dtype():
     assert runba.tensor(np.float64(3.0)).dtype is runba.float64
     assert runba.tensor(np.int32(3)).dtype is runba.int32
     assert runba.tensor(3.0).dtype is runba.float32
+
+
+def test_deepcopy_copies_storage_and_keeps_requires_grad():
+    import copy
+
+    x = runba.tensor([1.0, 2.0], requires_grad=True)
+    y = copy.deepcopy(x)
+    assert y.requires_grad and y.tolist() == [1.0, 2.0]
+    with runba.no_grad():
+        y.add_(1)
+    assert x.tolist() == [1.0, 2.0]
+    with pytest.raises(RuntimeError, match="graph leaves"):
+        copy.deepcopy(x * 2)
+
+
+def test_division_by_zero_is_silent_like_torch():
+    # a fresh interpreter with every warning an error: pytest's own warning capture would
+    # otherwise stand between numpy and runba's filter
+    import subprocess
+    import sys
+
+    code = (
+        "import runba\n"
+        "out = runba.tensor([1.0, 0.0, -1.0]) / 0\n"
+        "assert out.isinf().tolist() == [True, False, True]\n"
+        "assert runba.log(runba.tensor([0.0])).item() == float('-inf')\n"
+        "assert (runba.tensor([1e30]) * 1e30).isinf().item()\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-W", "error::RuntimeWarning", "-c", code], capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr

@@ -284,6 +284,23 @@ class Tensor:
     def __hash__(self):
         return id(self)
 
+    def __deepcopy__(self, memo):
+        """A copy with its own storage (leaves only, like torch); keeps ``requires_grad``."""
+        if not self.is_leaf:
+            raise RuntimeError(
+                "Only Tensors created explicitly by the user (graph leaves) support the "
+                "deepcopy protocol at the moment. If you were attempting to deepcopy a module, "
+                "this may be because of a torch.nn.utils.weight_norm usage."
+            )
+        if id(self) in memo:
+            return memo[id(self)]
+        t = Tensor._make(self._data.copy(), self.dtype)
+        t._rg = self._rg
+        if self.grad is not None:
+            t.grad = self.grad.__deepcopy__(memo)
+        memo[id(self)] = t
+        return t
+
     def __reduce_ex__(self, protocol):
         raise TypeError(
             "runba tensors are not pickled; use runba.save / runba.load (safetensors format)"

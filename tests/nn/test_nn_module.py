@@ -593,3 +593,13 @@ def test_public_names():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         import runba.nn.utils  # noqa: F401
+
+
+def test_deepcopy_of_a_model_with_buffers():
+    import copy
+
+    m = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    m2 = copy.deepcopy(m)
+    assert m2[1].running_mean is not m[1].running_mean
+    for (k, a), (k2, b) in zip(m.state_dict().items(), m2.state_dict().items()):
+        assert k == k2 and a.tolist() == b.tolist()

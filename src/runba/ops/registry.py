@@ -8,6 +8,8 @@ which records a lazy node instead of running anything.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from runba._state import STATE
@@ -27,6 +29,13 @@ SAVE_OUTPUT = 2
 SAVE_BOTH = 3
 
 REGISTRY: dict[str, OpDef] = {}
+
+# PyTorch is silent on 1/0, 0/0, log(0) and overflow (IEEE results); numpy warns. Scoped to
+# runba's op modules, where the numpy calls run, so user code keeps numpy's behaviour.
+for _msg in ("divide by zero", "invalid value", "overflow", "underflow"):
+    warnings.filterwarnings(
+        "ignore", message=f"{_msg} encountered", category=RuntimeWarning, module=r"runba\.ops\."
+    )
 
 # Tensor methods contributed by the ops modules; runba.tensor binds them at import.
 METHODS: dict = {}
@@ -223,64 +232,89 @@ _asarray = np.asarray
 _may_share_memory = np.may_share_memory
 
 
+def _broadcast_error(op, inputs, err):
+    """numpy's broadcast ValueError, restated like PyTorch's with the op and the shapes."""
+    shapes = [tuple(a._data.shape) for a in inputs if isinstance(a, Tensor)]
+    try:
+        np.broadcast_shapes(*shapes)
+    except ValueError:
+        a, b = shapes[0], shapes[-1]
+        for i in range(1, max(len(a), len(b)) + 1):
+            sa = a[-i] if i <= len(a) else 1
+            sb = b[-i] if i <= len(b) else 1
+            if sa != sb and 1 not in (sa, sb):
+                dim = max(len(a), len(b)) - i
+                return RuntimeError(
+                    f"{op.name}: The size of tensor a ({sa}) must match the size of tensor b "
+                    f"({sb}) at non-singleton dimension {dim} (shapes {list(a)} and {list(b)})"
+                )
+        listed = " and ".join(str(list(sh)) for sh in shapes)
+        return RuntimeError(f"{op.name}: shapes {listed} cannot be broadcast together")
+    return err
+
+
 def run_eager(op: OpDef, inputs: tuple, attrs: dict):
     """The eager path: numpy now, plus an autograd node when a gradient is needed."""
     if op.kind == ELEMENTWISE:
-        # --- output/compute dtype: the fast path when every operand is a Tensor of one dtype
-        dt = None
-        if not op.promote_from:
-            n = len(inputs)
-            a = inputs[0]
-            if isinstance(a, Tensor):
-                dt = a.dtype
-                if n == 2:
-                    b = inputs[1]
-                    if not isinstance(b, Tensor) or b.dtype is not dt:
-                        dt = None
-                elif n != 1:
-                    for b in inputs:
+        try:
+            # --- output/compute dtype: the fast path when every operand is a Tensor of one dtype
+            dt = None
+            if not op.promote_from:
+                n = len(inputs)
+                a = inputs[0]
+                if isinstance(a, Tensor):
+                    dt = a.dtype
+                    if n == 2:
+                        b = inputs[1]
                         if not isinstance(b, Tensor) or b.dtype is not dt:
                             dt = None
-                            break
-        rule = op.out_dtype
-        if dt is not None and rule != "cast":
-            compute = dt.compute
-            if rule == "same":
-                out_dtype = dt
-            elif rule == "bool":
-                out_dtype = bool_
-            elif dt.category == FLOATING:  # "float"
-                out_dtype = dt
-            else:
-                out_dtype = get_default_dtype()
-                compute = out_dtype.compute
-            if compute is dt:
-                if not attrs:  # the common call: operands straight through, no arg tuple
-                    if n == 2:
-                        result = op.expr(NUMPY_OPS, a._data, b._data)
-                    elif n == 1:
-                        result = op.expr(NUMPY_OPS, a._data)
+                    elif n != 1:
+                        for b in inputs:
+                            if not isinstance(b, Tensor) or b.dtype is not dt:
+                                dt = None
+                                break
+            rule = op.out_dtype
+            if dt is not None and rule != "cast":
+                compute = dt.compute
+                if rule == "same":
+                    out_dtype = dt
+                elif rule == "bool":
+                    out_dtype = bool_
+                elif dt.category == FLOATING:  # "float"
+                    out_dtype = dt
+                else:
+                    out_dtype = get_default_dtype()
+                    compute = out_dtype.compute
+                if compute is dt:
+                    if not attrs:  # the common call: operands straight through, no arg tuple
+                        if n == 2:
+                            result = op.expr(NUMPY_OPS, a._data, b._data)
+                        elif n == 1:
+                            result = op.expr(NUMPY_OPS, a._data)
+                        else:
+                            result = op.expr(NUMPY_OPS, *[x._data for x in inputs])
+                        args = None
                     else:
-                        result = op.expr(NUMPY_OPS, *[x._data for x in inputs])
-                    args = None
+                        args = [x._data for x in inputs]
                 else:
-                    args = [x._data for x in inputs]
+                    cnp = compute.np
+                    args = [x._data.astype(cnp) for x in inputs]
             else:
+                out_dtype, compute = elementwise_dtypes(op, inputs, attrs)
                 cnp = compute.np
-                args = [x._data.astype(cnp) for x in inputs]
-        else:
-            out_dtype, compute = elementwise_dtypes(op, inputs, attrs)
-            cnp = compute.np
-            pf = op.promote_from
-            args = [x._data for x in inputs[:pf]] if pf else []
-            for x in inputs[pf:] if pf else inputs:
-                if isinstance(x, Tensor):
-                    d = x._data
-                    args.append(d if d.dtype is cnp or d.dtype == cnp else d.astype(cnp))
-                else:
-                    args.append(x)
-        if args is not None:
-            result = op.expr(NUMPY_OPS, *args, **attrs)
+                pf = op.promote_from
+                args = [x._data for x in inputs[:pf]] if pf else []
+                for x in inputs[pf:] if pf else inputs:
+                    if isinstance(x, Tensor):
+                        d = x._data
+                        args.append(d if d.dtype is cnp or d.dtype == cnp else d.astype(cnp))
+                    else:
+                        args.append(x)
+            if args is not None:
+                result = op.expr(NUMPY_OPS, *args, **attrs)
+        except ValueError as e:
+            # numpy's broadcast error names neither the op nor PyTorch's terms
+            raise _broadcast_error(op, inputs, e) from None
     else:
         if len(inputs) == 1:
             # one operand (reductions, views, reshapes): no lists
@@ -290,7 +324,8 @@ def run_eager(op: OpDef, inputs: tuple, attrs: dict):
                 adt = a.dtype
                 if op.float_args and adt.category != FLOATING:
                     d = d.astype(get_default_dtype().np)
-                elif adt.compute is not adt:
+                elif adt.compute is not adt and op.kind != MOVEMENT:
+                    # float16 computes in float32; views must stay views of the storage
                     d = d.astype(adt.compute.np)
             else:
                 d = a
@@ -313,7 +348,8 @@ def run_eager(op: OpDef, inputs: tuple, attrs: dict):
                     adt = a.dtype
                     if op.float_args and adt.category != FLOATING:
                         d = d.astype(get_default_dtype().np)
-                    elif adt.compute is not adt:
+                    elif adt.compute is not adt and not op.inplace:
+                        # in-place ops must write into the float16 storage itself
                         d = d.astype(adt.compute.np)
                     arrays.append(d)
                     dtypes.append(adt)
