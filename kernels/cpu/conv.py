@@ -31,6 +31,7 @@ import numpy as np
 from numba import prange
 
 from runba.kernels.loader import PARALLEL_THRESHOLD, njit_cached
+from runba.kernels.threads import after_blas
 
 __all__ = ["col2im", "conv_out_size", "im2col"]
 
@@ -158,7 +159,8 @@ def im2col(x, kernel_size, stride, padding, dilation, out_size, out=None):
     if out is None:
         out = np.empty((c * kh * kw, n, oh * ow), x.dtype)
     if out.size:
-        _im2col(x, out, kh, kw, *stride, *padding, *dilation, oh, ow, _chunks())
+        with after_blas():  # OpenBLAS workers may still be spinning
+            _im2col(x, out, kh, kw, *stride, *padding, *dilation, oh, ow, _chunks())
     return out
 
 
@@ -179,5 +181,6 @@ def col2im(cols, input_shape, kernel_size, stride, padding, dilation, out_size, 
         if cols.size == 0:
             out[...] = 0
         else:
-            _col2im(cols, out, kh, kw, *stride, *padding, *dilation, oh, ow, _chunks())
+            with after_blas():  # OpenBLAS workers may still be spinning
+                _col2im(cols, out, kh, kw, *stride, *padding, *dilation, oh, ow, _chunks())
     return out

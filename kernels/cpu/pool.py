@@ -23,6 +23,7 @@ import numpy as np
 from numba import prange
 
 from runba.kernels.loader import PARALLEL_THRESHOLD, njit_cached
+from runba.kernels.threads import after_blas
 
 __all__ = [
     "avg_pool2d_backward",
@@ -173,7 +174,8 @@ def max_pool2d_indices(x, kernel_size, stride, padding, dilation, out_size):
     xp = _planes(x, 3, "max_pool2d")
     idx = np.empty((xp.shape[0],) + tuple(out_size), np.int64)
     if idx.size:
-        _max_pool_indices(xp, idx, *kernel_size, *stride, *padding, *dilation)
+        with after_blas():  # OpenBLAS workers may still be spinning
+            _max_pool_indices(xp, idx, *kernel_size, *stride, *padding, *dilation)
     return idx.reshape(lead + tuple(out_size))
 
 
@@ -190,7 +192,8 @@ def plane_gather(x, idx):
     ip = np.ascontiguousarray(idx, np.int64).reshape(xp.shape[0], -1)
     out = np.empty(ip.shape, x.dtype)
     if out.size:
-        _plane_gather(xp, ip, out)
+        with after_blas():  # OpenBLAS workers may still be spinning
+            _plane_gather(xp, ip, out)
     return out.reshape(lead + out_hw)
 
 
@@ -209,7 +212,8 @@ def plane_scatter_add(g, idx, in_hw):
         if ip.size == 0:
             out[...] = 0
         else:
-            _plane_scatter_add(gp, ip, out)
+            with after_blas():  # OpenBLAS workers may still be spinning
+                _plane_scatter_add(gp, ip, out)
     return out.reshape(lead + tuple(in_hw))
 
 
@@ -242,7 +246,8 @@ def avg_pool2d_forward(x, windows):
         if xp.size == 0:
             out[...] = 0
         else:
-            _avg_pool_fwd(xp, out, hs, he, ws, we, div)
+            with after_blas():  # OpenBLAS workers may still be spinning
+                _avg_pool_fwd(xp, out, hs, he, ws, we, div)
     return out.reshape(lead + out.shape[1:])
 
 
@@ -262,5 +267,6 @@ def avg_pool2d_backward(g, windows, in_hw):
         if gp.size == 0:
             dx[...] = 0
         else:
-            _avg_pool_bwd(gp, dx, hs, he, ws, we, div)
+            with after_blas():  # OpenBLAS workers may still be spinning
+                _avg_pool_bwd(gp, dx, hs, he, ws, we, div)
     return dx.reshape(lead + tuple(in_hw))
