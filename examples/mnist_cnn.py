@@ -84,7 +84,7 @@ def test(model, device, loader, max_batches=None):
 def main(argv=None):
     parser = argparse.ArgumentParser(description="runba MNIST CNN")
     parser.add_argument("--data", default=None, help="MNIST root; default: offline Digits")
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--test-batch-size", type=int, default=500)
     parser.add_argument("--lr", type=float, default=1e-3)
