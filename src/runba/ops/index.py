@@ -369,8 +369,37 @@ def _zeros(shape, dtype):
 
 
 # ---------------------------------------------------------------------------- functions
+def _basic_template(index):
+    """``index`` as a template when it holds only ints, plain slices, None and Ellipsis (the
+    common case, checked with type tests only), else None."""
+    t = type(index)
+    if t is int or t is slice and _plain_slice(index):
+        return (index,)
+    if t is not tuple:
+        return None
+    for i in index:
+        ti = type(i)
+        if not (ti is int or i is None or i is Ellipsis or ti is slice and _plain_slice(i)):
+            return None
+    return index
+
+
+def _plain_slice(s):
+    return (
+        (s.start is None or type(s.start) is int)
+        and (s.stop is None or type(s.stop) is int)
+        and (s.step is None or type(s.step) is int and s.step > 0)
+    )
+
+
 def getitem(input, index):
     """``input[index]``: basic indices give a view, tensor/list indices gather (a copy)."""
+    template = _basic_template(index)
+    if template is not None:
+        try:
+            return dispatch(SLICE, (input,), {"index": template})
+        except IndexError as e:
+            raise IndexError(f"{e} (indexing a tensor of shape {list(input.shape)})") from None
     template, tensors = normalize_index(index)
     try:
         if not tensors:

@@ -44,6 +44,10 @@ def normalize_dims(dim, ndim: int, op: str) -> tuple:
     return tuple(sorted(out))
 
 
+_add_reduce = np.add.reduce
+_ALL_DIMS = [tuple(range(n)) for n in range(65)]  # numpy's maximum rank is 64
+
+
 def _keep_shape(in_shape, dims):
     return tuple(1 if i in dims else s for i, s in enumerate(in_shape))
 
@@ -79,8 +83,9 @@ SUM = register(
     OpDef(
         "sum",
         REDUCE,
-        impl=lambda x, dims, keepdim, dtype=None: np.sum(
-            x, axis=dims, keepdims=keepdim, dtype=None if dtype is None else dtype.np
+        # the ufunc's reduce directly: np.sum's Python wrapper costs more than a small sum
+        impl=lambda x, dims, keepdim, dtype=None: _add_reduce(
+            x, dims, None if dtype is None else dtype.np, None, keepdim
         ),
         out_dtype=_int_to_long,
         vjp=_sum_vjp,
@@ -222,6 +227,8 @@ def _reduce(op, input, dim, keepdim, name, **extra):
 @tensor_method()
 def sum(input, dim=None, keepdim=False, *, dtype=None):  # noqa: A001 - torch name
     """Sum over ``dim`` (None or (): all; int or tuple), like ``torch.sum``."""
+    if dim is None and dtype is None:  # the common full sum: no dim normalisation
+        return dispatch(SUM, (input,), {"dims": _ALL_DIMS[input._data.ndim], "keepdim": keepdim})
     dim = _all_if_empty(dim)
     if dtype is not None:
         return _reduce(SUM, input, dim, keepdim, "sum", dtype=_dt.to_dtype(dtype))
