@@ -56,133 +56,31 @@ def _im2col(x, kernel, stride, padding, dilation, out_hw):
     return _kconv.im2col(x, kernel, stride, (padding[0], padding[2]), dilation, out_hw)
 
 
-def _to_rows(g, groups):
-    """(N, Cout, OH, OW) -> (G, Cout/G, N*OH*OW) contiguous: the GEMM view of a gradient."""
-    n, cout = g.shape[:2]
-    gt = np.ascontiguousarray(g.reshape(n, groups, cout // groups, -1).transpose(1, 2, 0, 3))
-    return gt.reshape(groups, cout // groups, -1)
+# conv2d = im2col (a registry op whose adjoint is col2im) + a GEMM + a layout permute + bias,
+# all registry ops: matmul keeps the columns for the weight gradient (no second im2col), the
+# backward (and double backward) follows from the pieces, and the JIT can later fuse the
+# bias/activation epilogue onto the GEMM.
+def _im2col_impl(x, *, kernel, stride, padding, dilation, out_hw):
+    return _im2col(x, kernel, stride, padding, dilation, out_hw)
 
 
-def _conv2d_impl(x, w, b=None, *, stride, padding, dilation, groups):
-    if w.dtype != x.dtype:
-        w = w.astype(x.dtype)
-    n = x.shape[0]
-    cout, cg, kh, kw = w.shape
-    oh, ow = _conv_geometry(x.shape, w.shape, stride, padding, dilation)
-    cols = _im2col(x, (kh, kw), stride, padding, dilation, (oh, ow))  # (C*kh*kw, N, L)
-    kg = cg * kh * kw
-    if groups == 1:
-        res = np.matmul(w.reshape(cout, kg), cols.reshape(kg, -1))
-    else:
-        res = np.matmul(w.reshape(groups, cout // groups, kg), cols.reshape(groups, kg, -1))
-    res = res.reshape(cout, n, oh * ow).transpose(1, 0, 2)
-    out = np.empty((n, cout, oh * ow), x.dtype)
-    if b is not None:
-        np.add(res, b.astype(x.dtype, copy=False).reshape(1, cout, 1), out=out)
-    else:
-        np.copyto(out, res)
-    return out.reshape(n, cout, oh, ow)
+def _col2im_impl(cols, *, in_shape, kernel, stride, padding, dilation, out_hw):
+    return _kconv.col2im(cols, in_shape, kernel, stride, (padding[0], padding[2]), dilation, out_hw)
 
 
-def _conv_attrs(c):
-    a = c.attrs
-    return {
-        "stride": a["stride"],
-        "padding": a["padding"],
-        "dilation": a["dilation"],
-        "groups": a["groups"],
-    }
+def _im2col_vjp(c, g):
+    return (dispatch(COL2IM, (g,), {**c.attrs, "in_shape": tuple(c.in_meta[0][0])}),)
 
 
-def _conv2d_vjp(c, g):
-    x, w = c.inputs[0], c.inputs[1]
-    attrs = _conv_attrs(c)
-    gx = gw = gb = None
-    if c.needs[0]:
-        gx = dispatch(CONV2D_INPUT_GRAD, (g, w), {**attrs, "in_hw": tuple(x.shape[2:])})
-    if c.needs[1]:
-        gw = dispatch(CONV2D_WEIGHT_GRAD, (g, x), {**attrs, "kernel_size": tuple(w.shape[2:])})
-    if len(c.inputs) > 2 and c.needs[2]:
-        gb = g.sum((0, 2, 3))
-    return (gx, gw) if len(c.inputs) == 2 else (gx, gw, gb)
+def _col2im_vjp(c, g):
+    attrs = {k: v for k, v in c.attrs.items() if k != "in_shape"}
+    return (dispatch(IM2COL, (g,), attrs),)
 
 
-def _input_grad_impl(g, w, *, in_hw, stride, padding, dilation, groups):
-    if w.dtype != g.dtype:
-        w = w.astype(g.dtype)
-    n, cout, oh, ow = g.shape
-    _, cg, kh, kw = w.shape
-    kg = cg * kh * kw
-    gt = _to_rows(g, groups)  # (G, Cout/G, N*L)
-    wt = w.reshape(groups, cout // groups, kg).transpose(0, 2, 1)  # (G, Kg, Cout/G)
-    dcols = np.matmul(wt, gt).reshape(groups * kg, n, oh * ow)  # (C*kh*kw, N, L)
-    return _kconv.col2im(
-        dcols,
-        (n, cg * groups) + tuple(in_hw),
-        (kh, kw),
-        stride,
-        (padding[0], padding[2]),
-        dilation,
-        (oh, ow),
-    )
-
-
-def _input_grad_vjp(c, h):
-    # input_grad(g, w) is bilinear: <h, input_grad(g, w)> = <conv2d(h, w), g>
-    #                                                      = <weight_grad(g, h), w>
-    g, w = c.inputs
-    attrs = _conv_attrs(c)
-    gg = dispatch(CONV2D, (h, w), attrs) if c.needs[0] else None
-    gw = None
-    if c.needs[1]:
-        gw = dispatch(CONV2D_WEIGHT_GRAD, (g, h), {**attrs, "kernel_size": tuple(w.shape[2:])})
-    return gg, gw
-
-
-def _weight_grad_impl(g, x, *, kernel_size, stride, padding, dilation, groups):
-    if x.dtype != g.dtype:
-        x = x.astype(g.dtype)
-    cout = g.shape[1]
-    c = x.shape[1]
-    kh, kw = kernel_size
-    kg = c // groups * kh * kw
-    cols = _im2col(x, (kh, kw), stride, padding, dilation, g.shape[2:])
-    cols = cols.reshape(groups, kg, -1)
-    gt = _to_rows(g, groups)  # (G, Cout/G, N*L)
-    dw = np.matmul(gt, cols.transpose(0, 2, 1))  # (G, Cout/G, Kg)
-    return dw.reshape(cout, c // groups, kh, kw)
-
-
-def _weight_grad_vjp(c, h):
-    # <h, weight_grad(g, x)> = <conv2d(x, h), g> = <input_grad(g, h), x>
-    g, x = c.inputs
-    attrs = _conv_attrs(c)
-    gg = dispatch(CONV2D, (x, h), attrs) if c.needs[0] else None
-    gx = None
-    if c.needs[1]:
-        gx = dispatch(CONV2D_INPUT_GRAD, (g, h), {**attrs, "in_hw": tuple(x.shape[2:])})
-    return gg, gx
-
-
-CONV2D = register(OpDef("conv2d", EXTERN, impl=_conv2d_impl, vjp=_conv2d_vjp, saves=SAVE_INPUTS))
-CONV2D_INPUT_GRAD = register(
-    OpDef(
-        "conv2d_input_grad",
-        EXTERN,
-        impl=_input_grad_impl,
-        vjp=_input_grad_vjp,
-        saves=SAVE_INPUTS,
-    )
-)
-CONV2D_WEIGHT_GRAD = register(
-    OpDef(
-        "conv2d_weight_grad",
-        EXTERN,
-        impl=_weight_grad_impl,
-        vjp=_weight_grad_vjp,
-        saves=SAVE_INPUTS,
-    )
-)
+# (N, C, H, W) -> (C*kh*kw, N, OH*OW) columns
+IM2COL = register(OpDef("im2col", EXTERN, impl=_im2col_impl, vjp=_im2col_vjp))
+# the adjoint: sum columns back into an (N, C, H, W) image
+COL2IM = register(OpDef("col2im", EXTERN, impl=_col2im_impl, vjp=_col2im_vjp))
 
 
 # ============================================================================ pooling
@@ -477,8 +375,25 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
                 "the same"
             )
         inputs = (x, weight, bias)
-    attrs = {"stride": stride, "padding": pads, "dilation": dilation, "groups": groups}
-    out = dispatch(CONV2D, inputs, attrs)
+    del inputs
+    oh, ow = _conv_geometry(x.shape, weight.shape, stride, pads, dilation)
+    n = x.shape[0]
+    attrs = {
+        "kernel": (kh, kw),
+        "stride": stride,
+        "padding": pads,
+        "dilation": dilation,
+        "out_hw": (oh, ow),
+    }
+    cols = dispatch(IM2COL, (x,), attrs)  # (C*kh*kw, N, OH*OW)
+    kg = cg * kh * kw
+    if groups == 1:
+        res = weight.reshape(cout, kg) @ cols.reshape(kg, n * oh * ow)
+    else:
+        res = weight.reshape(groups, cout // groups, kg) @ cols.reshape(groups, kg, n * oh * ow)
+    out = res.reshape(cout, n, oh, ow).permute(1, 0, 2, 3).contiguous()
+    if bias is not None:
+        out = out + bias.reshape(1, cout, 1, 1)
     return out.squeeze(0) if unbatched else out
 
 
