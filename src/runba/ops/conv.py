@@ -1,17 +1,16 @@
 """Convolution and pooling: EXTERN primitives on the hand-written kernels in
 ``runba.kernels.cpu.conv`` / ``runba.kernels.cpu.pool``, and the PyTorch-signature functions.
 
-Convolution is im2col + one BLAS matmul (+ bias). The cols layout is ``(C*kh*kw, N, OH*OW)``
-(see the kernel module), so each GEMM covers the whole batch. The backward is made of
-registry ops too, so it can be recorded (and differentiated again):
+Convolution is composed of registry ops: ``im2col`` (whose adjoint is ``col2im``, and vice
+versa), one matmul over the whole batch (the cols layout is ``(C*kh*kw, N, OH*OW)``, see the
+kernel module), a permute to NCHW and the bias add:
 
-    conv2d(x, w, b)                 -> out
-      d/dx  conv2d_input_grad(g, w)  = col2im(W^T @ g)
-      d/dw  conv2d_weight_grad(g, x) = g @ im2col(x)^T
-      d/db  sum(g, (0, 2, 3))
+    cols = im2col(x)                          (C*kh*kw, N, L)
+    out  = (W.reshape(Cout, -1) @ cols).reshape(Cout, N, OH, OW).permute(1, 0, 2, 3) + b
 
-The three are bilinear, so their vjps are each other: ``input_grad``'s adjoint in ``g`` is
-``conv2d`` and in ``w`` is ``weight_grad``; ``weight_grad``'s are ``conv2d`` and ``input_grad``.
+so the backward follows from the pieces: the weight gradient is ``g @ cols^T`` with the
+columns matmul saved (no second im2col), the input gradient ``col2im(W^T @ g)``, and double
+backward works without conv-specific rules.
 
 Max pooling is ``max_pool2d_indices`` (the argmax kernel; integer, not differentiable) then
 ``plane_gather`` of those indices; ``plane_gather``'s vjp is ``plane_scatter_add`` and vice
