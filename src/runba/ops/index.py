@@ -90,10 +90,6 @@ def _as_int(v):
         ) from None
 
 
-def _index_arrays(tensors):
-    return [t for t in tensors]
-
-
 # ---------------------------------------------------------------------------- primitives
 def _index_impl(x, *index_arrays, template):
     return x[_fill(template, index_arrays)]
@@ -249,7 +245,8 @@ def write_through_view(view, new_values, op_name):
     return view
 
 
-def _recording(target, sources):
+def records_inplace(target, sources):
+    """Whether autograd records an in-place write of ``sources`` into ``target``."""
     from runba._state import STATE
     from runba.tensor import Tensor
 
@@ -392,15 +389,15 @@ def _plain_slice(s):
     )
 
 
+def split_index(index):
+    """(template, index tensors): the type-test fast path, else :func:`normalize_index`."""
+    template = _basic_template(index)
+    return (template, ()) if template is not None else normalize_index(index)
+
+
 def getitem(input, index):
     """``input[index]``: basic indices give a view, tensor/list indices gather (a copy)."""
-    template = _basic_template(index)
-    if template is not None:
-        try:
-            return dispatch(SLICE, (input,), {"index": template})
-        except IndexError as e:
-            raise IndexError(f"{e} (indexing a tensor of shape {list(input.shape)})") from None
-    template, tensors = normalize_index(index)
+    template, tensors = split_index(index)
     try:
         if not tensors:
             return dispatch(SLICE, (input,), {"index": template})
@@ -413,10 +410,10 @@ def setitem(input, index, value):
     """``input[index] = value`` in place; recorded for autograd (PyTorch's CopySlices)."""
     from runba.tensor import Tensor
 
-    template, tensors = normalize_index(index)
+    template, tensors = split_index(index)
     if isinstance(value, Tensor) and value.dtype is not input.dtype:
         value = value.to(input.dtype)
-    if tracked_view_chain(input) is not None and _recording(input, (value,)):
+    if tracked_view_chain(input) is not None and records_inplace(input, (value,)):
         from runba.ops.elementwise import clone
 
         snapshot = clone(input)  # index_put must not save the buffer being rewritten
@@ -446,7 +443,7 @@ def copy_(input, src, non_blocking=False, *, _op_name="copy_"):
                 f"copy_: the source of shape {list(src.shape)} cannot be broadcast to the "
                 f"destination of shape {list(input.shape)}"
             ) from None
-    if tracked_view_chain(input) is not None and _recording(input, (src,)):
+    if tracked_view_chain(input) is not None and records_inplace(input, (src,)):
         if not isinstance(src, Tensor):
             from runba.creation import full_like
 

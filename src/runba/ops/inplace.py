@@ -9,7 +9,6 @@ buffer about to be overwritten.
 from __future__ import annotations
 
 from runba import dtypes as _dt
-from runba._state import STATE
 from runba.ops import elementwise as ew
 from runba.ops import index, reduce
 from runba.ops.registry import check_inplace, tensor_method
@@ -36,8 +35,7 @@ def _inplace(fn, name):
         sources = [a for a in args if isinstance(a, Tensor)]
         if index.tracked_view_chain(self) is None:
             check_inplace(self, name, sources)
-        recording = STATE.grad_enabled and (self._rg or any(s._rg for s in sources))
-        src = ew.clone(self) if recording else self
+        src = ew.clone(self) if index.records_inplace(self, sources) else self
         return _commit(self, fn(src, *args, **kwargs), name)
 
     method.__name__ = method.__qualname__ = name

@@ -453,10 +453,6 @@ def contiguous(input, memory_format=None):
     return dispatch(CLONE, (input,), {"order": "C"})
 
 
-def _property(fn):
-    return property(fn)
-
-
 def T(input):  # noqa: N802 - torch name
     """All dims reversed (``x.T``)."""
     return permute(input, *reversed(range(input.ndim)))
