@@ -33,6 +33,8 @@ ULP_BOUND = {
     "gelu_erf": 5.0,  # 4.43 on x >= -1 (1 + erf(x/sqrt2) cancels near x = -0.9)
 }
 GELU_SLOPE = 25.0  # measured worst ~20 ulp per unit below -1
+# gelu_tanh flushes its far tail to -0.0 (x < -10, where 2z < -87): results below this.
+GELU_TANH_FLUSH = 2e-37
 
 NAMES = list(ULP_BOUND)
 F32 = np.float32
@@ -159,6 +161,10 @@ def check_ulps(name, x, fastmath=True):
     if name.startswith("gelu"):
         with np.errstate(invalid="ignore"):
             bound += GELU_SLOPE * np.maximum(-1.0 - x.astype(np.float64), 0.0)
+    if name == "gelu_tanh":
+        with np.errstate(invalid="ignore"):
+            flushed = (y == 0) & (np.abs(ref) < GELU_TANH_FLUSH)
+        err = np.where(flushed, 0.0, err)
     bad = err > bound
     i = int(np.argmax(err - bound))
     assert not bad.any(), (
