@@ -184,6 +184,8 @@ from runba.tensor import Size, Tensor, device
 _bind(Tensor)
 
 from runba import nn, optim  # noqa: E402 - built on the bound Tensor methods
+from runba import jit  # noqa: E402
+from runba.jit import fuse, realize  # noqa: E402
 from runba.autograd.gradcheck import gradcheck  # noqa: E402
 
 
@@ -196,6 +198,9 @@ def numel(input) -> int:
 
 
 __all__ = [
+    "fuse",
+    "jit",
+    "realize",
     "Tensor", "Size", "device", "dtype", "autograd", "cuda", "utils", "Generator",
     "save", "load", "CheckpointError", "nn", "optim", "set_num_threads", "get_num_threads",
     "float16", "float32", "float64", "half", "float", "double", "int32", "int64", "int",

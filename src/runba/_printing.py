@@ -139,6 +139,8 @@ def _add_suffixes(tensor_str: str, suffixes: list, indent: int) -> str:
 def tensor_repr(t) -> str:
     from runba.dtypes import bool_, get_default_dtype, int64
 
+    if t._lazy is not None:
+        t._realize()
     data = t._data
     prefix = "tensor("
     indent = len(prefix)

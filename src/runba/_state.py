@@ -12,6 +12,8 @@ class _ThreadState(threading.local):
         self.grad_enabled = True
         # The capture handler (the JIT's recorder) or None for eager execution.
         self.capture = None
+        # The JIT's pending lazy graph of this thread (runba.jit.graph.Graph) or None.
+        self.graph = None
 
 
 STATE = _ThreadState()

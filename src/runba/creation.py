@@ -53,6 +53,8 @@ def _infer_dtype(data) -> _dt.dtype:
 
 def _flatten_tensors(data):
     if isinstance(data, Tensor):
+        if data._lazy is not None:
+            data._realize()
         return data._data
     if isinstance(data, (list, tuple)):
         return [_flatten_tensors(d) for d in data]
@@ -77,6 +79,8 @@ def tensor(data, *, dtype=None, device=None, requires_grad=False, pin_memory=Fal
     tensor([1., 2.], requires_grad=True)
     """
     if isinstance(data, Tensor):
+        if data._lazy is not None:
+            data._realize()
         src = data._data
         d = data.dtype if dtype is None else _dt.to_dtype(dtype, "tensor")
         arr = np.array(src, dtype=d.np, copy=True)

@@ -132,6 +132,12 @@ class Tensor:
         t._lazy = None
         return t
 
+    def _realize(self) -> None:
+        """Give a lazy tensor (recorded inside runba.fuse) its value: runs its graph."""
+        from runba.jit.capture import realize
+
+        realize(self)
+
     # ------------------------------------------------------------------ attributes
     @property
     def shape(self) -> Size:
@@ -202,13 +208,19 @@ class Tensor:
         return self.dtype.itemsize
 
     def stride(self, dim: int | None = None):
+        if self._lazy is not None:
+            self._realize()
         st = tuple(s // self.dtype.itemsize for s in self._data.strides)
         return st if dim is None else st[_wrap_dim(dim, self._data.ndim, "stride")]
 
     def is_contiguous(self) -> bool:
+        if self._lazy is not None:
+            return True  # fused results are written contiguously
         return self._data.flags.c_contiguous
 
     def data_ptr(self) -> int:
+        if self._lazy is not None:
+            self._realize()
         return self._data.__array_interface__["data"][0]
 
     @property
@@ -218,6 +230,8 @@ class Tensor:
 
     @data.setter
     def data(self, other: Tensor):
+        if other._lazy is not None:
+            other._realize()
         self._data = other._data
         self.dtype = other.dtype
 
@@ -233,9 +247,13 @@ class Tensor:
                 "Can't call numpy() on Tensor that requires grad. "
                 "Use tensor.detach().numpy() instead."
             )
+        if self._lazy is not None:
+            self._realize()
         return self._data
 
     def item(self):
+        if self._lazy is not None:
+            self._realize()
         if self._data.size != 1:
             raise RuntimeError(
                 f"a Tensor with {self._data.size} elements cannot be converted to Scalar"
@@ -243,9 +261,13 @@ class Tensor:
         return self._data.reshape(-1)[0].item()
 
     def tolist(self):
+        if self._lazy is not None:
+            self._realize()
         return self._data.tolist()
 
     def __bool__(self):
+        if self._lazy is not None:
+            self._realize()
         if self._data.size != 1:
             raise RuntimeError(
                 f"Boolean value of Tensor with {self._data.size} elements is ambiguous"
@@ -279,6 +301,8 @@ class Tensor:
                 "Can't call numpy() on Tensor that requires grad. "
                 "Use tensor.detach().numpy() instead."
             )
+        if self._lazy is not None:
+            self._realize()
         return self._data if dtype is None else self._data.astype(dtype)
 
     def __hash__(self):
@@ -294,6 +318,8 @@ class Tensor:
             )
         if id(self) in memo:
             return memo[id(self)]
+        if self._lazy is not None:
+            self._realize()
         t = Tensor._make(self._data.copy(), self.dtype)
         t._rg = self._rg
         if self.grad is not None:
@@ -368,6 +394,8 @@ class Tensor:
         """A tensor sharing storage (and version counter) that is not part of the graph."""
         t = Tensor._make(self._data, self.dtype)
         t._version = self._version  # same storage: in-place writes show in both
+        if self._lazy is not None:  # the same lazy value, realized together
+            self._lazy.graph.attach(self._lazy, t)
         return t
 
     def detach_(self) -> Tensor:

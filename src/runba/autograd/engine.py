@@ -214,7 +214,25 @@ def run_backward(roots, root_grads, retain_graph, create_graph, capture=None, ac
 
     ``capture`` maps node -> list of result slots (``autograd.grad``); with
     ``accumulate=False`` leaves' ``.grad`` is left alone.
+
+    ``backward()`` is a realization point of the JIT: pending lazy values (the saved tensors
+    among them) are computed first, and the backward ops then run eagerly (fusing them is
+    the next JIT issue), even when called inside a fused function.
     """
+    if not registry.lazy_graphs[0] and STATE.capture is None:
+        return _run_backward(roots, root_grads, retain_graph, create_graph, capture, accumulate)
+    from runba.jit.capture import realize
+
+    realize(*[g for g in root_grads if isinstance(g, registry.Tensor)])
+    prev = STATE.capture
+    STATE.capture = None
+    try:
+        return _run_backward(roots, root_grads, retain_graph, create_graph, capture, accumulate)
+    finally:
+        STATE.capture = prev
+
+
+def _run_backward(roots, root_grads, retain_graph, create_graph, capture, accumulate):
     # consumer counts over the reachable graph
     deps: dict = {}
     stack = list(roots)

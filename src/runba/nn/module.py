@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 from collections import OrderedDict, namedtuple
 
+from runba._state import STATE as _STATE
 from runba.nn.parameter import Buffer, Parameter
 from runba.tensor import Tensor
 
@@ -143,6 +144,7 @@ class Module:
 
     training: bool
     _version: int = 1
+    _runba_fused: bool = False  # set by runba.fuse (on the instance or the class)
 
     def __init__(self, *args, **kwargs):
         if args or kwargs:
@@ -166,6 +168,23 @@ class Module:
 
     # ------------------------------------------------------------------ call
     def __call__(self, *args, **kwargs):
+        if self._runba_fused and _STATE.capture is None:
+            return self._call_fused(args, kwargs)
+        if self._forward_hooks or self._forward_pre_hooks:
+            return self._call_with_hooks(args, kwargs)
+        try:
+            return self.forward(*args, **kwargs)
+        except _ANNOTATED as e:
+            _annotate(e, self)
+            raise
+
+    def _call_fused(self, args, kwargs):
+        from runba.jit.capture import capturing, is_enabled
+
+        if is_enabled():
+            with capturing():
+                return self(*args, **kwargs)
+        # RUNBA_JIT=0: the plain call, eagerly
         if self._forward_hooks or self._forward_pre_hooks:
             return self._call_with_hooks(args, kwargs)
         try:

@@ -40,6 +40,8 @@ class Parameter(Tensor):
                 f"Only Tensors of floating point dtype can require gradients "
                 f"(Parameter got dtype {data.dtype!r}); pass requires_grad=False"
             )
+        if data._lazy is not None:
+            data._realize()
         p = object.__new__(cls)
         p._data = data._data
         p.dtype = data.dtype
@@ -49,7 +51,7 @@ class Parameter(Tensor):
         p.grad_fn = None
         p._base = None
         p._extra = None
-        p._lazy = data._lazy
+        p._lazy = None
         return p
 
     def __init__(self, data=None, requires_grad=True):

@@ -210,11 +210,25 @@ class NumpyOps:
 NUMPY_OPS = NumpyOps()
 
 
+# Pending lazy graphs in the process (a one-element list the JIT updates). While it is 0 -
+# always, in a program that never uses runba.fuse - dispatch skips the lazy-input test.
+lazy_graphs = [0]
+# The JIT's recorder for ops reached outside a fused function with a lazy input (laziness is
+# contagious, DESIGN §4) and for in-place ops while a graph is pending; bound by runba.jit.
+lazy_recorder = None
+
+
 def dispatch(op: OpDef, inputs: tuple, attrs: dict | None = None):
     """Run (or, under capture, record) ``op`` on ``inputs`` (Tensors and Python scalars)."""
     capture = STATE.capture
     if capture is not None:
         return capture.record(op, inputs, attrs or {})
+    if lazy_graphs[0]:
+        if op.inplace:
+            return lazy_recorder.record(op, inputs, attrs or {})
+        for a in inputs:
+            if isinstance(a, Tensor) and a._lazy is not None:
+                return lazy_recorder.record(op, inputs, attrs or {})
     return run_eager(op, inputs, attrs or _NO_ATTRS)
 
 

@@ -1,0 +1,129 @@
+"""The JIT's caches and observability: plan cache, counters, recompile log, debug output.
+
+Three levels (DESIGN §4 Caches):
+
+* the **plan cache** - whole-graph structural key -> :class:`~runba.jit.schedule.Plan`
+  (steps, and the compiled launcher per group and layout): a repeated structure skips
+  scheduling, codegen and compilation;
+* the loader's **in-memory** dict of compiled kernels, keyed by source + flags (a kernel
+  shared by two plans compiles once);
+* the loader's **disk cache** (``$RUNBA_CACHE_DIR``): a new process loads machine code.
+
+``RUNBA_DEBUG`` (read at each message) prints to stderr: 1 a line per realized graph,
+2 also each kernel launch, 3 also plan building and why a plan missed the cache, 4 also the
+generated source.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from runba.kernels import loader
+
+__all__ = ["JitCacheInfo", "cache_info", "clear_cache", "debug", "debug_level"]
+
+MAX_PLANS = 1024
+
+_lock = threading.Lock()
+PLANS: OrderedDict = OrderedDict()
+_stats = {"plan_hits": 0, "plan_misses": 0, "graphs": 0, "launches": 0}
+_last_key = [None]
+
+
+def debug_level() -> int:
+    try:
+        return int(os.environ.get("RUNBA_DEBUG", "0") or 0)
+    except ValueError:
+        return 0
+
+
+def debug(level: int, msg: str) -> None:
+    if debug_level() >= level:
+        print(f"runba.jit: {msg}", file=sys.stderr)
+
+
+def get_plan(key):
+    with _lock:
+        plan = PLANS.get(key)
+        if plan is not None:
+            PLANS.move_to_end(key)
+            _stats["plan_hits"] += 1
+        else:
+            _stats["plan_misses"] += 1
+        _stats["graphs"] += 1
+        return plan
+
+
+def put_plan(key, plan) -> None:
+    with _lock:
+        PLANS[key] = plan
+        if len(PLANS) > MAX_PLANS:
+            PLANS.popitem(last=False)
+
+
+def count_launch(n: int = 1) -> None:
+    _stats["launches"] += n
+
+
+def miss_reason(key) -> str:
+    """Why ``key`` missed: how it differs from the previous graph's key (the usual culprit)."""
+    prev, _last_key[0] = _last_key[0], key
+    if prev is None:
+        return "first graph in this process"
+    return key_diff(prev, key)
+
+
+def key_diff(old, new) -> str:
+    """A human-readable first difference between two structural keys."""
+    if len(old) != len(new):
+        return f"graph size changed ({len(old)} -> {len(new)} nodes)"
+    fields = ("op", "attrs", "dtype", "compute dtype", "rank/broadcast pattern", "kept", "inputs")
+    for i, (a, b) in enumerate(zip(old, new)):
+        if a != b:
+            for name, x, y in zip(fields, a, b):
+                if x != y:
+                    return f"node {i} ({b[0]}): {name} changed ({x!r} -> {y!r})"
+    return "same structure (plan evicted)"
+
+
+@dataclass(frozen=True)
+class JitCacheInfo:
+    """Counters of the JIT (plans) and of the kernel loader (compiles, disk hits)."""
+
+    plan_hits: int
+    plan_misses: int
+    graphs: int
+    launches: int
+    plans_cached: int
+    kernels: loader.CacheInfo
+
+    @property
+    def compiles(self) -> int:
+        return self.kernels.compiles
+
+
+def cache_info() -> JitCacheInfo:
+    """Counters since the process started (or since :func:`clear_cache`).
+
+    >>> import runba
+    >>> runba.jit.cache_info().plan_misses >= 0
+    True
+    """
+    with _lock:
+        return JitCacheInfo(**_stats, plans_cached=len(PLANS), kernels=loader.cache_info())
+
+
+def clear_cache(*, memory: bool = True, disk: bool = False) -> None:
+    """Forget cached plans and compiled kernels (``disk=True`` also deletes the kernel files
+    under the cache dir) and reset the counters."""
+    with _lock:
+        if memory:
+            PLANS.clear()
+            _last_key[0] = None
+        for k in _stats:
+            _stats[k] = 0
+    loader.clear_cache(memory=memory, disk=disk)

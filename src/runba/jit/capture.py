@@ -1,0 +1,262 @@
+"""Capture: ``runba.fuse`` and the recorder that turns registry ops into lazy nodes.
+
+Inside a fused function (``STATE.capture`` is the :data:`RECORDER`) every op reaching
+``registry.dispatch`` comes here, and so does any op outside one that has a lazy input
+(laziness is contagious, DESIGN §4). The recorder decides per op:
+
+* elementwise ops, the fusable reductions (sum, amax, amin, prod over floats) and views of
+  lazy tensors become lazy nodes: shape and dtype are known now, the value later;
+* views of concrete tensors run now (they cost nothing and keep numpy's aliasing);
+* everything else - matmul (BLAS), conv's im2col, pooling, gather/scatter, in-place writes,
+  float16 arithmetic - is a *cut*: the pending graph is realized and the op runs eagerly
+  inside it, its result a concrete tensor that later lazy nodes read. ``explain`` lists the
+  cuts. A matmul followed by bias and activation is therefore BLAS plus one fused epilogue.
+
+Autograd nodes are recorded for lazy results exactly as in eager mode; the tensors they save
+stay referenced, so realization materializes them, and ``backward()`` realizes first.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import numpy as np
+
+from runba._state import STATE
+from runba.dtypes import FLOATING
+from runba.jit import graph as _graph
+from runba.ops import registry
+
+__all__ = ["RECORDER", "fuse", "is_enabled", "realize"]
+
+_FUSABLE_REDUCTIONS = frozenset({"sum", "amax", "amin", "prod"})
+
+
+def is_enabled() -> bool:
+    """False when ``RUNBA_JIT=0``: fused functions then run eagerly (to compare)."""
+    return os.environ.get("RUNBA_JIT", "1").strip() not in ("0", "false", "off", "no")
+
+
+class _Probe:
+    """An ops handler that accepts every name the codegen can lower (see codegen.SourceOps)."""
+
+    def __getattr__(self, name):
+        from runba.jit.codegen import SourceOps
+
+        if not hasattr(SourceOps, name):
+            raise AttributeError(name)
+        return lambda *a, **k: None
+
+
+_LOWERABLE: dict[str, bool] = {}
+
+
+def _expr_lowerable(op, nargs: int, attrs: dict) -> bool:
+    ok = _LOWERABLE.get(op.name)
+    if ok is None:
+        try:
+            op.expr(_Probe(), *([None] * nargs), **attrs)
+            ok = True
+        except AttributeError:
+            ok = False
+        _LOWERABLE[op.name] = ok
+    return ok
+
+
+def _graph_of(t):
+    node = t._lazy
+    return node.graph if node is not None else None
+
+
+class Recorder:
+    """The capture handler (``record(op, inputs, attrs)``, the registry's seam)."""
+
+    def record(self, op, inputs, attrs):
+        Tensor = registry.Tensor
+        lazy_in = False
+        for a in inputs:
+            if isinstance(a, Tensor) and a._lazy is not None:
+                if a._lazy.graph is not STATE.graph:
+                    a._lazy.graph.realize()  # another thread's graph: now concrete
+                else:
+                    lazy_in = True
+        reason = self._cut_reason(op, inputs, attrs, lazy_in)
+        if reason is not None:
+            return self._cut(op, inputs, attrs, reason)
+        if op.kind == registry.MOVEMENT and not lazy_in:
+            return registry.run_eager(op, inputs, attrs)
+        return self._lazy(op, inputs, attrs)
+
+    # -- why an op cannot become a lazy node (None: it can)
+    def _cut_reason(self, op, inputs, attrs, lazy_in):
+        Tensor = registry.Tensor
+        kind = op.kind
+        if op.inplace:
+            return "in-place write: realizes the graph, then writes eagerly"
+        for a in inputs:
+            if isinstance(a, Tensor):
+                if a.dtype.compute is not a.dtype:
+                    return f"{a.dtype.name} operand: kernels never see {a.dtype.name}"
+                if a._data.size == 0:
+                    return "empty tensor"
+        if kind == registry.ELEMENTWISE:
+            if not _expr_lowerable(op, len(inputs), attrs):
+                return "no fused lowering for this elementwise op"
+            return None
+        if kind == registry.REDUCE:
+            if op.name not in _FUSABLE_REDUCTIONS:
+                return "reduction without a fused lowering"
+            if attrs.get("dtype") is not None or inputs[0].dtype.category != FLOATING:
+                return "integer reduction"
+            return None
+        if kind == registry.MOVEMENT:
+            return None
+        if kind == registry.MATMUL:
+            return "matmul runs on BLAS; its elementwise consumers fuse into one epilogue"
+        return f"{op.name} is an extern op (hand-written kernel or numpy)"
+
+    def _cut(self, op, inputs, attrs, reason):
+        from runba.jit.runtime import listeners
+
+        for fn in listeners:
+            fn("cut", op.name, reason)
+        g = STATE.graph
+        if g is not None and not g.realized:
+            g.realize()
+        # the inputs are concrete now; run the op as eager mode would
+        prev = STATE.capture
+        STATE.capture = None
+        try:
+            return registry.run_eager(op, inputs, attrs)
+        finally:
+            STATE.capture = prev
+
+    def _lazy(self, op, inputs, attrs):
+        Tensor = registry.Tensor
+        g = _graph.current_graph()
+        kind = op.kind
+        node_inputs = []
+        for a in inputs:
+            if isinstance(a, Tensor):
+                node_inputs.append(a._lazy if a._lazy is not None else a._data)
+            else:
+                node_inputs.append(a)
+        if kind == registry.ELEMENTWISE:
+            out_dtype, compute = registry.elementwise_dtypes(op, inputs, attrs)
+            try:
+                shape = np.broadcast_shapes(
+                    *[a._data.shape for a in inputs if isinstance(a, Tensor)]
+                )
+            except ValueError as e:
+                raise registry._broadcast_error(op, inputs, e) from None
+        else:
+            src = inputs[0]
+            out_dtype = registry._non_elementwise_dtype(op, inputs, attrs)
+            compute = out_dtype
+            # views and reductions of the placeholder give the output shape without compute
+            # (the placeholder is zero-strided; a reduction of it is over one element)
+            if kind == registry.REDUCE:
+                shape = _reduced_shape(src._data.shape, attrs["dims"], attrs["keepdim"])
+            else:
+                shape = op.impl(src._data, **attrs).shape
+        node = g.add(op, tuple(node_inputs), attrs, out_dtype, compute, tuple(shape))
+        out = registry._make(_graph.placeholder(node.shape, out_dtype), out_dtype)
+        g.attach(node, out)
+        if op.view:
+            src = inputs[0]
+            out._version = src._version
+            out._base = src if src._base is None else src._base
+        if op.differentiable and out_dtype.category == FLOATING and STATE.grad_enabled:
+            for a in inputs:
+                if isinstance(a, Tensor) and a._rg:
+                    registry.record_node(op, inputs, attrs, out)
+                    break
+        return out
+
+
+def _reduced_shape(shape, dims, keepdim):
+    if keepdim:
+        return tuple(1 if i in dims else s for i, s in enumerate(shape))
+    return tuple(s for i, s in enumerate(shape) if i not in dims)
+
+
+RECORDER = Recorder()
+
+
+def realize(*tensors) -> None:
+    """Run everything recorded so far in this thread (``runba.realize()``); with tensors,
+    also realize the graphs they belong to (another thread's, say).
+
+    >>> import runba
+    >>> y = runba.fuse(lambda x: x * 2)(runba.ones(2))
+    >>> runba.realize(); y._lazy is None
+    True
+    """
+    for t in tensors:
+        g = _graph_of(t)
+        if g is not None:
+            g.realize()
+    g = STATE.graph
+    if g is not None:
+        g.realize()
+
+
+class _Capturing:
+    """Context: record ops of this thread into its pending graph."""
+
+    __slots__ = ("prev",)
+
+    def __enter__(self):
+        self.prev = STATE.capture
+        STATE.capture = RECORDER
+
+    def __exit__(self, *exc):
+        STATE.capture = self.prev
+        return False
+
+
+def capturing():
+    return _Capturing()
+
+
+def fuse(obj=None):
+    """Run ``obj`` (an ``nn.Module`` instance or class, or a function) fused.
+
+    Every call runs the Python code (any control flow; sizes may change per call) and
+    records lazy nodes; reading a value, ``backward()``, ``optimizer.step()`` or
+    ``runba.realize()`` runs them as fused Numba kernels, compiled once per graph structure
+    and cached in memory and on disk. A module is marked and returned as is (its
+    ``state_dict`` keys do not change); a function gets a wrapper. ``RUNBA_JIT=0`` turns
+    fusion off (fused code then runs eagerly).
+
+    >>> import runba
+    >>> import runba.nn.functional as F
+    >>> @runba.fuse
+    ... def block(x, w, b):
+    ...     return F.gelu(x @ w + b, approximate="tanh").softmax(-1)
+    >>> block(runba.ones(2, 3), runba.ones(3, 4), runba.zeros(4)).sum().item()
+    2.0
+    """
+    if obj is None:
+        return fuse
+    from runba.nn.module import Module
+
+    if isinstance(obj, Module) or (isinstance(obj, type) and issubclass(obj, Module)):
+        if isinstance(obj, Module):
+            object.__setattr__(obj, "_runba_fused", True)  # not a submodule or parameter
+        else:
+            obj._runba_fused = True
+        return obj
+    if not callable(obj):
+        raise TypeError(f"runba.fuse: expected a module or a callable, got {type(obj).__name__}")
+
+    @functools.wraps(obj)
+    def fused(*args, **kwargs):
+        if not is_enabled():
+            return obj(*args, **kwargs)
+        with capturing():
+            return obj(*args, **kwargs)
+
+    fused.__runba_fused__ = obj
+    return fused

@@ -1,0 +1,485 @@
+"""Codegen: render one kernel group as Python source for numba (the CPU target).
+
+The scalar body of every node comes from its registry ``expr``, evaluated with
+:class:`SourceOps` - an ops handler whose methods return source text instead of numpy arrays
+(the eager path evaluates the same ``expr`` with numpy). Transcendentals use
+``runba.kernels.mathlib`` (vectorisable float32 code; libm does not vectorise without SVML).
+
+A kernel's loop nest is fixed by the group's *layout*: which axes of the full shape survive
+(size-1 axes are dropped), which are merged (adjacent axes that every array is contiguous
+across), and which axes each array has (a broadcast array lacks some). Sizes are arguments:
+one kernel serves every batch size. The outer axes are flattened into rows; a row is either a
+vectorisable inner loop (pointwise) or, with reductions, one serial pass per reduction and a
+final pass writing the full-size outputs (the row kernel). Without outer axes, the first
+inner axis is cut into chunks: a parallel pass per reduction writes per-chunk partials, which
+are combined serially - ``prange`` never writes a shared accumulator. Each kernel branches on
+size: serial loops below ``PARALLEL_THRESHOLD`` elements, ``prange`` above.
+"""
+
+from __future__ import annotations
+
+from runba.dtypes import from_numpy_dtype
+from runba.jit.graph import LazyNode
+from runba.jit.schedule import FULL, ROW
+from runba.kernels.loader import PARALLEL_THRESHOLD
+
+__all__ = ["ArrayArg", "Layout", "SourceOps", "kernel_name", "render"]
+
+_MATHLIB = ("exp", "log", "log1p", "expm1", "tanh", "sigmoid", "erf")
+
+
+def np_type(dtype) -> str:
+    """The numba-visible constructor of a runba dtype: ``np.float32``, ``np.bool_``..."""
+    name = dtype.np.name
+    return "np.bool_" if name == "bool" else f"np.{name}"
+
+
+class SourceOps:
+    """The source-text interpretation of elementwise scalar bodies (see registry.NumpyOps).
+
+    Operands are variable names or small expressions; every method returns an expression.
+    ``dtype`` is the node's compute dtype (constants are typed with it: a bare ``0.0`` would
+    promote a float32 kernel to float64).
+    """
+
+    def __init__(self, dtype, imports: set):
+        self.dtype = dtype
+        self.t = np_type(dtype)
+        self.imports = imports
+        self.is_float = dtype.np.kind == "f"
+
+    def _const(self, v):
+        return f"{self.t}({v})"
+
+    def _math(self, name, x):
+        suffix = {"float32": "_f32", "float64": "_f64"}.get(self.dtype.np.name)
+        if suffix is None:
+            return f"np.{name}({x})"
+        fn = name + suffix
+        self.imports.add(fn)
+        return f"{fn}({x})"
+
+    # arithmetic
+    def add(self, a, b):
+        return f"({a} + {b})"
+
+    def sub(self, a, b):
+        return f"({a} - {b})"
+
+    def mul(self, a, b):
+        return f"({a} * {b})"
+
+    def div(self, a, b):
+        return f"({a} / {b})"
+
+    def neg(self, a):
+        return f"(-{a})"
+
+    def abs(self, a):
+        return f"abs({a})"
+
+    def sign(self, a):
+        return f"np.sign({a})"
+
+    def pow(self, a, b):
+        return f"({a} ** {b})"
+
+    def floor_divide(self, a, b):
+        return f"({a} // {b})"
+
+    def remainder(self, a, b):
+        return f"({a} % {b})"  # Python's sign rule (of the divisor), like numpy and torch
+
+    def maximum(self, a, b):
+        # NaN propagates from either side, like np.maximum
+        return f"({a} if ({a} >= {b} or {a} != {a}) else {b})"
+
+    def minimum(self, a, b):
+        return f"({a} if ({a} <= {b} or {a} != {a}) else {b})"
+
+    def relu(self, a):
+        z = self._const(0)
+        return f"({z} if {a} <= {z} else {a})"  # NaN stays NaN
+
+    # transcendental
+    def exp(self, a):
+        return self._math("exp", a)
+
+    def log(self, a):
+        return self._math("log", a)
+
+    def log1p(self, a):
+        return self._math("log1p", a)
+
+    def expm1(self, a):
+        return self._math("expm1", a)
+
+    def tanh(self, a):
+        return self._math("tanh", a)
+
+    def sigmoid(self, a):
+        return self._math("sigmoid", a)
+
+    def erf(self, a):
+        return self._math("erf", a)
+
+    def sqrt(self, a):
+        return f"np.sqrt({a})"
+
+    def sin(self, a):
+        return f"np.sin({a})"
+
+    def cos(self, a):
+        return f"np.cos({a})"
+
+    def tan(self, a):
+        return f"np.tan({a})"
+
+    def floor(self, a):
+        return f"np.floor({a})" if self.is_float else a
+
+    def ceil(self, a):
+        return f"np.ceil({a})" if self.is_float else a
+
+    def trunc(self, a):
+        return f"np.trunc({a})" if self.is_float else a
+
+    def round(self, a):
+        return f"np.rint({a})" if self.is_float else a
+
+    # comparisons and logic
+    def eq(self, a, b):
+        return f"({a} == {b})"
+
+    def ne(self, a, b):
+        return f"({a} != {b})"
+
+    def lt(self, a, b):
+        return f"({a} < {b})"
+
+    def le(self, a, b):
+        return f"({a} <= {b})"
+
+    def gt(self, a, b):
+        return f"({a} > {b})"
+
+    def ge(self, a, b):
+        return f"({a} >= {b})"
+
+    def logical_and(self, a, b):
+        return f"(({a} != 0) & ({b} != 0))"
+
+    def logical_or(self, a, b):
+        return f"(({a} != 0) | ({b} != 0))"
+
+    def logical_xor(self, a, b):
+        return f"(({a} != 0) ^ ({b} != 0))"
+
+    def logical_not(self, a):
+        return f"({a} == 0)"
+
+    def isnan(self, a):
+        return f"({a} != {a})" if self.is_float else "False"
+
+    def isinf(self, a):
+        return f"(abs({a}) == np.inf)" if self.is_float else "False"
+
+    def where(self, c, a, b):
+        return f"({a} if {c} else {b})"
+
+    # conversions
+    def copy(self, a, order="K"):
+        return a
+
+    def cast(self, a, dtype):
+        if dtype.np.name == "bool":
+            return f"({a} != 0)"
+        return f"{np_type(dtype)}({a})"
+
+
+# ----------------------------------------------------------------------------- layout
+class ArrayArg:
+    """One array a kernel reads: ``ref`` is ``("in", node, pos)`` (an input array of a
+    node: a concrete tensor's storage) or ``("node", i)`` (a value computed by an earlier
+    step); ``dims`` the axes of the full shape it has (after alignment: a broadcast array
+    lacks the axes it is broadcast along); ``role`` the context that reads it (FULL: per
+    element, aligned to the full shape; ROW: per row, aligned to the row shape)."""
+
+    __slots__ = ("ref", "dims", "role")
+
+    def __init__(self, ref, dims, role):
+        self.ref = ref
+        self.dims = dims
+        self.role = role
+
+    def __repr__(self):
+        return f"ArrayArg({self.ref}, {self.dims}, {self.role})"
+
+
+class Layout:
+    """The loop nest of one group call: ``axes`` (tuples of full-shape axes merged into one
+    loop; outer first), ``n_outer`` of them are flattened into rows, the rest are inner loops;
+    ``arg_axes[k]`` / ``out_axes[k]`` the loop indices each array is indexed with."""
+
+    __slots__ = ("axes", "n_outer", "arg_axes", "out_axes")
+
+    def __init__(self, axes, n_outer, arg_axes, out_axes):
+        self.axes = axes
+        self.n_outer = n_outer
+        self.arg_axes = arg_axes
+        self.out_axes = out_axes
+
+    def key(self):
+        return (self.axes, self.n_outer, self.arg_axes, self.out_axes)
+
+
+def kernel_name(group, nodes) -> str:
+    """``E_add_tanh_mul_f32`` (pointwise) or ``R_amax_sub_exp_sum_f32`` (with reductions)."""
+    names = []
+    for i in group.nodes:
+        n = nodes[i].op.name
+        if n not in names:
+            names.append(n)
+    shown = names[:5] + ([f"{len(names) - 5}more"] if len(names) > 5 else [])
+    dt = nodes[group.outputs[0]].dtype.np.name if group.outputs else "x"
+    short = {"float32": "f32", "float64": "f64", "int64": "i64", "int32": "i32", "bool": "b8"}
+    prefix = "R" if group.reductions else "E"
+    return f"{prefix}_{'_'.join(shown)}_{short.get(dt, dt)}"
+
+
+# ----------------------------------------------------------------------------- render
+_INIT = {"sum": "0", "prod": "1", "amax": "-np.inf", "amin": "np.inf"}
+
+
+def _update(op_name, acc, v):
+    if op_name == "sum":
+        return f"{acc} + {v}"
+    if op_name == "prod":
+        return f"{acc} * {v}"
+    if op_name == "amax":
+        return f"{v} if ({v} > {acc} or {v} != {v}) else {acc}"
+    return f"{v} if ({v} < {acc} or {v} != {v}) else {acc}"
+
+
+class _Emitter:
+    def __init__(self, group, nodes, args, layout, scalar_of):
+        self.group = group
+        self.nodes = nodes
+        self.args = args
+        self.layout = layout
+        self.scalar_of = scalar_of  # (node, pos) -> scalar argument name
+        self.arg_of = {(a.ref, a.role): k for k, a in enumerate(args)}
+        self.imports: set = set()
+        # loop index variable of each layout axis
+        self.var = {}
+        for ax_i, axes in enumerate(layout.axes):
+            self.var[ax_i] = f"i{ax_i}"
+
+    def access(self, name, axes):
+        if not axes:
+            return f"{name}[0]"
+        return f"{name}[{', '.join(self.var[a] for a in axes)}]"
+
+    def value(self, node_i, pos, ctx_role, memo, lines, indent):
+        """Expression for input ``pos`` of node ``node_i``."""
+        x = self.nodes[node_i].inputs[pos]
+        if isinstance(x, LazyNode) and self.group.roles.get(x.index) is not None:
+            return self.emit(x.index, memo, lines, indent)
+        if isinstance(x, LazyNode) or hasattr(x, "shape"):
+            ref = ("node", x.index) if isinstance(x, LazyNode) else ("in", node_i, pos)
+            k = self.arg_of[(ref, ctx_role)]
+            return self.access(f"a{k}", self.layout.arg_axes[k])
+        if x is None:
+            return "None"
+        return self.scalar_of[(node_i, pos)]
+
+    def emit(self, i, memo, lines, indent):
+        for scope in memo:
+            if i in scope:
+                return scope[i]
+        node = self.nodes[i]
+        role = self.group.roles[i]
+        compute = node.compute
+        pf = node.op.promote_from
+        operands = []
+        for pos, x in enumerate(node.inputs):
+            v = self.value(i, pos, role, memo, lines, indent)
+            if pos >= pf and x is not None:
+                vdt = _dtype_of(x, compute)
+                if vdt is not compute and vdt != compute:
+                    v = SourceOps(compute, self.imports).cast(v, compute)
+            operands.append(v)
+        body = node.op.expr(SourceOps(compute, self.imports), *operands, **node.attrs)
+        if node.dtype != compute and node.dtype.np.name != "bool":
+            body = f"{np_type(node.dtype)}({body})"
+        name = f"v{i}"
+        lines.append(" " * indent + f"{name} = {body}")
+        memo[-1][i] = name
+        return name
+
+
+def _dtype_of(x, compute):
+    if isinstance(x, LazyNode):
+        return x.dtype
+    if hasattr(x, "dtype") and hasattr(x, "shape"):
+        from runba.dtypes import from_numpy_dtype
+
+        return from_numpy_dtype(x.dtype)
+    return compute  # scalars are passed already in the compute dtype
+
+
+def render(group, nodes, args, scalars, layout, target: str = "cpu"):
+    """Source and function name of the kernel for ``group`` with ``layout``.
+
+    ``args`` are the group's :class:`ArrayArg` inputs (each with ``role``), ``scalars`` the
+    ``(node, pos)`` of its scalar operands. The kernel's parameters are the loop sizes,
+    then ``a0..`` (inputs), ``s0..`` (scalars), ``o0..`` (outputs, ``group.outputs`` order).
+    """
+    if target != "cpu":
+        raise NotImplementedError(f"codegen target {target!r} (only 'cpu' exists)")
+    scalar_of = {ref: f"s{k}" for k, ref in enumerate(scalars)}
+    em = _Emitter(group, nodes, args, layout, scalar_of)
+    name = kernel_name(group, nodes)
+    n_axes = len(layout.axes)
+    m = layout.n_outer
+    sizes = [f"n{a}" for a in range(n_axes)]
+    params = sizes + [f"a{k}" for k in range(len(args))] + [f"s{k}" for k in range(len(scalars))]
+    params += [f"o{k}" for k in range(len(group.outputs))]
+
+    outer_axes = list(range(m))
+    inner_axes = list(range(m, n_axes))
+    row_outs = [(k, i) for k, i in enumerate(group.outputs) if group.roles[i] == ROW]
+    full_outs = [(k, i) for k, i in enumerate(group.outputs) if group.roles[i] == FULL]
+    reds = group.reductions
+    red_set = set(reds)
+    row_nodes = [i for i in group.nodes if group.roles[i] == ROW and i not in red_set]
+
+    def deps_done(i, done):
+        for x in nodes[i].inputs:
+            if isinstance(x, LazyNode) and group.roles.get(x.index) == ROW:
+                if x.index in red_set and x.index not in done:
+                    return False
+                if x.index not in red_set and not deps_done(x.index, done):
+                    return False
+        return True
+
+    def row_prologue(lines, ind, memo, done, emitted):
+        for i in row_nodes:
+            if i not in emitted and deps_done(i, done):
+                em.emit(i, memo, lines, ind)
+                emitted.add(i)
+
+    def inner_loops(lines, ind, lo_hi=None):
+        """Open the inner loops; the first inner axis may run over a chunk [lo, hi)."""
+        for k, ax in enumerate(inner_axes):
+            if k == 0 and lo_hi is not None:
+                lines.append(" " * ind + f"for i{ax} in range({lo_hi[0]}, {lo_hi[1]}):")
+            else:
+                lines.append(" " * ind + f"for i{ax} in range(n{ax}):")
+            ind += 4
+        return ind
+
+    def full_pass(lines, ind, memo, lo_hi=None):
+        ind2 = inner_loops(lines, ind, lo_hi)
+        memo2 = memo + [{}]
+        for k, i in full_outs:
+            v = em.emit(i, memo2, lines, ind2)
+            lines.append(" " * ind2 + f"{em.access(f'o{k}', layout.out_axes[k])} = {v}")
+
+    def reduce_pass(lines, ind, memo, r, acc, lo_hi=None):
+        node = nodes[r]
+        t = np_type(node.dtype)
+        lines.append(" " * ind + f"{acc} = {t}({_INIT[node.op.name]})")
+        ind2 = inner_loops(lines, ind, lo_hi)
+        memo2 = memo + [{}]
+        v = em.value(r, 0, FULL, memo2, lines, ind2)
+        lines.append(" " * ind2 + f"{acc} = {_update(node.op.name, acc, v)}")
+
+    def row_body(lines, ind, parallel):
+        """One row (m >= 1): indices from q, then stages, row outputs, the full pass."""
+        if m == 1:
+            lines.append(" " * ind + "i0 = q")
+        elif m > 1:
+            lines.append(" " * ind + "rem = q")
+            for ax in reversed(outer_axes[1:]):
+                lines.append(" " * ind + f"i{ax} = rem % n{ax}")
+                lines.append(" " * ind + f"rem = rem // n{ax}")
+            lines.append(" " * ind + "i0 = rem")
+        memo = [{}]
+        done, emitted = set(), set()
+        row_prologue(lines, ind, memo, done, emitted)
+        for r in reds:
+            reduce_pass(lines, ind, memo, r, f"v{r}")
+            memo[0][r] = f"v{r}"
+            done.add(r)
+            row_prologue(lines, ind, memo, done, emitted)
+        for k, i in row_outs:
+            v = em.emit(i, memo, lines, ind)
+            lines.append(" " * ind + f"{em.access(f'o{k}', layout.out_axes[k])} = {v}")
+        if full_outs:
+            full_pass(lines, ind, memo)
+
+    def chunked(lines, ind, parallel):
+        """No outer axes (one row): chunks of the first inner axis."""
+        loop = "prange" if parallel else "range"
+        lines.append(" " * ind + ("nch = min(n%d, 4 * get_num_threads())" % m if parallel else "nch = 1"))
+        lines.append(" " * ind + "nch = max(nch, 1)")
+        first = f"n{m}"
+        lohi = ("lo", "hi")
+        memo = [{}]
+        done, emitted = set(), set()
+        row_prologue(lines, ind, memo, done, emitted)
+        for r in reds:
+            t = np_type(nodes[r].dtype)
+            lines.append(" " * ind + f"p{r} = np.empty(nch, {t})")
+            lines.append(" " * ind + f"for c in {loop}(nch):")
+            lines.append(" " * (ind + 4) + f"lo = c * {first} // nch")
+            lines.append(" " * (ind + 4) + f"hi = (c + 1) * {first} // nch")
+            reduce_pass(lines, ind + 4, memo, r, "acc", lohi)
+            lines.append(" " * (ind + 4) + f"p{r}[c] = acc")
+            lines.append(" " * ind + f"v{r} = {t}({_INIT[nodes[r].op.name]})")
+            lines.append(" " * ind + "for c in range(nch):")
+            lines.append(" " * (ind + 4) + f"v{r} = {_update(nodes[r].op.name, f'v{r}', f'p{r}[c]')}")
+            memo[0][r] = f"v{r}"
+            done.add(r)
+            row_prologue(lines, ind, memo, done, emitted)
+        for k, i in row_outs:
+            v = em.emit(i, memo, lines, ind)
+            lines.append(" " * ind + f"{em.access(f'o{k}', layout.out_axes[k])} = {v}")
+        if full_outs:
+            lines.append(" " * ind + f"for c in {loop}(nch):")
+            lines.append(" " * (ind + 4) + f"lo = c * {first} // nch")
+            lines.append(" " * (ind + 4) + f"hi = (c + 1) * {first} // nch")
+            full_pass(lines, ind + 4, memo, lohi)
+
+    body: list[str] = []
+    total = " * ".join(sizes) if sizes else "1"
+    if m >= 1:
+        rows = " * ".join(f"n{a}" for a in outer_axes)
+        body.append(f"    rows = {rows}")
+        body.append(f"    if {total} < {PARALLEL_THRESHOLD}:")
+        body.append("        for q in range(rows):")
+        row_body(body, 12, False)
+        body.append("    else:")
+        body.append("        for q in prange(rows):")
+        row_body(body, 12, True)
+    elif inner_axes:
+        body.append(f"    if {total} < {PARALLEL_THRESHOLD}:")
+        chunked(body, 8, False)
+        body.append("    else:")
+        chunked(body, 8, True)
+    else:  # every axis has size 1: one element
+        memo = [{}]
+        for r in reds:
+            v = em.value(r, 0, FULL, memo, body, 4)
+            body.append(f"    v{r} = {np_type(nodes[r].dtype)}({v})")
+            memo[0][r] = f"v{r}"
+        for k, i in enumerate(group.outputs):
+            v = em.emit(i, memo, body, 4)
+            body.append(f"    {em.access(f'o{k}', layout.out_axes[k])} = {v}")
+
+    head = ["import numpy as np", "from numba import get_num_threads, prange"]
+    if em.imports:
+        head.append(f"from runba.kernels.mathlib import {', '.join(sorted(em.imports))}")
+    src = "\n".join(head) + "\n\n\n" + f"def {name}({', '.join(params)}):\n" + "\n".join(body)
+    return src + "\n", name

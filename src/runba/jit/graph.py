@@ -1,0 +1,178 @@
+"""The lazy IR: nodes recorded inside ``runba.fuse`` and the per-thread pending graph.
+
+A lazy tensor is an ordinary :class:`runba.Tensor` whose ``_lazy`` slot holds a
+:class:`LazyNode` and whose ``_data`` is a *placeholder*: a read-only, zero-strided array of
+the right shape and dtype (so ``shape``, ``ndim``, ``numel`` and ``dtype`` work unchanged),
+filled with NaN for floating dtypes so that a code path that forgot to realize shows NaN in
+the fused-vs-eager tests instead of plausible numbers. Value reads realize the graph first.
+
+A node's inputs are other nodes of the same graph, numpy arrays (the storage of concrete
+tensors, captured when the op was recorded) or Python scalars (runtime kernel arguments,
+never baked into code). Nodes are kept in recording order, which is a topological order.
+
+The graph is realized as a whole: every node whose tensor is still referenced (by the user
+or by an autograd node) gets a value; the rest are intermediates the scheduler may fuse away.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+
+import numpy as np
+
+from runba._state import STATE
+from runba.ops import registry
+
+__all__ = ["Graph", "LazyNode", "current_graph", "placeholder", "structural_key"]
+
+# Nodes in one graph before it is realized on its own (a loop that never reads a value
+# would otherwise grow the graph without bound).
+MAX_PENDING_NODES = 20_000
+
+
+class LazyNode:
+    """One recorded op: ``op(*inputs, **attrs)`` with a known ``dtype`` and ``shape``.
+
+    ``compute`` is the dtype elementwise bodies are evaluated in (PyTorch promotion; the
+    registry's rule). ``refs`` are weak references to the tensors showing this value (more
+    than one after ``detach``). ``index`` is the position in the graph.
+    """
+
+    __slots__ = ("op", "inputs", "attrs", "dtype", "compute", "shape", "refs", "index", "graph")
+
+    def __init__(self, op, inputs, attrs, dtype, compute, shape, graph, index):
+        self.op = op
+        self.inputs = inputs
+        self.attrs = attrs
+        self.dtype = dtype
+        self.compute = compute
+        self.shape = shape
+        self.refs = []
+        self.graph = graph
+        self.index = index
+
+    def alive(self) -> bool:
+        """Is a tensor showing this value still referenced?"""
+        for r in self.refs:
+            if r() is not None:
+                return True
+        return False
+
+    def __repr__(self):
+        return f"<lazy {self.op.name} {self.dtype.name}{list(self.shape)} #{self.index}>"
+
+
+_FILL = {}
+
+
+def placeholder(shape: tuple, dtype) -> np.ndarray:
+    """A read-only zero-strided array standing in for a lazy value (see the module doc)."""
+    npdt = dtype.np
+    base = _FILL.get(npdt)
+    if base is None:
+        fill = np.nan if npdt.kind == "f" else 0
+        base = _FILL[npdt] = np.full((), fill, npdt)
+    return np.broadcast_to(base, shape)
+
+
+class Graph:
+    """The nodes recorded by one thread since its last realization.
+
+    Lock: another thread may realize this graph (a lazy tensor handed across threads).
+    """
+
+    def __init__(self):
+        self.nodes: list[LazyNode] = []
+        self.lock = threading.RLock()
+        self.realized = False
+
+    def add(self, op, inputs, attrs, dtype, compute, shape) -> LazyNode:
+        node = LazyNode(op, inputs, attrs, dtype, compute, shape, self, len(self.nodes))
+        self.nodes.append(node)
+        return node
+
+    def attach(self, node: LazyNode, tensor) -> None:
+        """Make ``tensor`` show ``node``'s value (lazy placeholder storage until realized)."""
+        tensor._lazy = node
+        node.refs.append(weakref.ref(tensor))
+
+    def realize(self) -> None:
+        """Run the graph: every referenced lazy tensor becomes concrete."""
+        with self.lock:
+            if self.realized:
+                return
+            self.realized = True
+            if STATE.graph is self:
+                STATE.graph = None
+            registry.lazy_graphs[0] -= 1
+            if self.nodes:
+                from runba.jit.runtime import run_graph
+
+                run_graph(self)
+
+
+def current_graph() -> Graph:
+    """This thread's pending graph, created on first use (and realized when it grows past
+    :data:`MAX_PENDING_NODES`)."""
+    g = STATE.graph
+    if g is None or g.realized:
+        g = STATE.graph = Graph()
+        registry.lazy_graphs[0] += 1
+    elif len(g.nodes) >= MAX_PENDING_NODES:
+        g.realize()
+        g = STATE.graph = Graph()
+        registry.lazy_graphs[0] += 1
+    return g
+
+
+def _freeze(value):
+    """A hashable, process-independent rendering of an attribute value."""
+    if isinstance(value, (tuple, list)):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, (bool, int, float, str, type(None))):
+        return value
+    if isinstance(value, slice):
+        return ("slice", value.start, value.stop, value.step)
+    name = getattr(value, "name", None)  # runba dtypes
+    return name if isinstance(name, str) else repr(value)
+
+
+def ones_mask(shape) -> tuple:
+    """Rank and broadcast pattern of a shape, without its sizes: True where a dim is 1."""
+    return tuple(s == 1 for s in shape)
+
+
+def input_key(x) -> tuple:
+    if isinstance(x, LazyNode):
+        return ("n", x.index)
+    if isinstance(x, np.ndarray):
+        return ("a", x.dtype.str, ones_mask(x.shape))
+    if x is None:
+        return ("none",)
+    return ("s", type(x).__name__)
+
+
+def structural_key(nodes, kept) -> tuple:
+    """The whole graph's structure: ops, attrs, dtypes, ranks and broadcast patterns of
+    every node and input, and which nodes are kept - never sizes, ids or values (DESIGN §4
+    Caches). Movement ops run as numpy views at run time, so their attrs (which carry
+    sizes) are left out; their effect on rank and broadcast pattern is in the output mask."""
+    items = []
+    movement = registry.MOVEMENT
+    for n, k in zip(nodes, kept):
+        attrs = () if n.op.kind == movement else _freeze(n.attrs)
+        items.append(
+            (
+                n.op.name,
+                attrs,
+                n.dtype.name,
+                n.compute.name,
+                ones_mask(n.shape),
+                k,
+                tuple(input_key(x) for x in n.inputs),
+            )
+        )
+    return tuple(items)

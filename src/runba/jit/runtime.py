@@ -1,0 +1,265 @@
+"""Runtime: realize a graph - find or build its plan, bind buffers, launch, hand out values.
+
+Per realization: compute the structural key (graph.structural_key), look the plan up
+(cache.get_plan) or schedule one; then, step by step, allocate the outputs (always fresh:
+a tensor handed to the user never aliases a buffer a later step reuses), pick the group's
+layout from the arrays actually passed (which axes merge depends on their strides), fetch or
+compile that layout's kernel and launch it. Finally every referenced lazy tensor gets its
+value and stops being lazy.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from runba.jit import cache, codegen
+from runba.jit.graph import LazyNode, structural_key
+from runba.jit.schedule import FULL, KernelGroup, NumpyStep, schedule
+from runba.kernels import loader
+
+__all__ = ["run_graph"]
+
+# Called with ("plan", graph, plan, kept) on every realization and ("cut", op name, reason)
+# for every op run eagerly under capture, while runba.jit.explain is running.
+listeners: list = []
+
+
+class KernelError(RuntimeError):
+    """A generated kernel failed to compile or run (names the user's ops and the file)."""
+
+
+# ----------------------------------------------------------------------------- plan
+class GroupBinding:
+    """What a group's kernel reads and writes, structurally: its array arguments (with
+    alignment), scalar operands, the surviving axes of the full shape and the axes of each
+    output. Built once per plan."""
+
+    __slots__ = ("group", "args", "offsets", "scalars", "axes_all", "outer_limit", "out_dims")
+
+    def __init__(self, group, nodes):
+        self.group = group
+        full = _full_shape(group, nodes)
+        r = len(full)
+        self.axes_all = tuple(d for d in range(r) if full[d] != 1)
+        # axes below this index are outer (rows); pointwise kernels decide per layout
+        self.outer_limit = r - group.rdims if group.rdims else r
+        self.args = []
+        self.offsets = []  # per arg: full-shape axis of the array's axis 0
+        self.scalars = []
+        seen = set()
+        for i in group.nodes:
+            node = nodes[i]
+            ctx = FULL if i in group.reductions else group.roles[i]
+            for pos, x in enumerate(node.inputs):
+                if isinstance(x, LazyNode) and group.roles.get(x.index) is not None:
+                    continue
+                if isinstance(x, LazyNode) or isinstance(x, np.ndarray):
+                    ref = ("node", x.index) if isinstance(x, LazyNode) else ("in", i, pos)
+                    if (ref, ctx) in seen:
+                        continue
+                    seen.add((ref, ctx))
+                    align = r if ctx == FULL else len(node.shape)
+                    off = align - len(x.shape)
+                    dims = tuple(off + d for d, s in enumerate(x.shape) if s != 1)
+                    self.args.append(codegen.ArrayArg(ref, dims, ctx))
+                    self.offsets.append(off)
+                elif x is not None:
+                    self.scalars.append((i, pos))
+        self.out_dims = []
+        for i in group.outputs:
+            if group.roles[i] == FULL:
+                self.out_dims.append(self.axes_all)
+            else:
+                self.out_dims.append(tuple(d for d in self.axes_all if d < r - group.rdims))
+
+
+def _full_shape(group, nodes):
+    i, pos = group.full_ref
+    return nodes[i].shape if pos is None else nodes[i].inputs[pos].shape
+
+
+def _build_plan(nodes, kept):
+    plan = schedule(nodes, kept)
+    plan.bindings = {
+        s.index: GroupBinding(s, nodes) for s in plan.steps if isinstance(s, KernelGroup)
+    }
+    return plan
+
+
+# ----------------------------------------------------------------------------- layout
+def _compact(a: np.ndarray, dims_sizes) -> np.ndarray:
+    """``a`` without its size-1 axes (a view), or shape (1,) when nothing is left."""
+    if not dims_sizes:
+        return a.reshape(1)
+    return a.reshape(dims_sizes)
+
+
+def _layout(b: GroupBinding, full, arrays, arg_compact):
+    """Merge adjacent surviving axes of the same class where every array allows it."""
+    axes = b.axes_all
+    groups = []
+    for d in axes:
+        if groups:
+            prev = groups[-1][-1]
+            same_class = (prev < b.outer_limit) == (d < b.outer_limit)
+            ok = same_class
+            if ok:
+                for a, arr in zip(b.args, arg_compact):
+                    ina, inb = prev in a.dims, d in a.dims
+                    if ina != inb:
+                        ok = False
+                        break
+                    if ina:
+                        p = a.dims.index(prev)
+                        if arr.strides[p] != arr.strides[p + 1] * arr.shape[p + 1]:
+                            ok = False
+                            break
+                if ok:
+                    for od in b.out_dims:
+                        if (prev in od) != (d in od):
+                            ok = False
+                            break
+            if ok:
+                groups[-1].append(d)
+                continue
+        groups.append([d])
+    merged = tuple(tuple(g) for g in groups)
+    if b.group.rdims:
+        n_outer = sum(1 for g in merged if g[0] < b.outer_limit)
+    else:
+        n_outer = max(len(merged) - 1, 0)  # pointwise: the last axis is the inner loop
+
+    def axes_of(dims):
+        return tuple(k for k, g in enumerate(merged) if g[0] in dims)
+
+    arg_axes = tuple(axes_of(a.dims) for a in b.args)
+    out_axes = tuple(axes_of(od) for od in b.out_dims)
+    sizes = tuple(int(np.prod([full[d] for d in g])) for g in merged)
+    return codegen.Layout(merged, n_outer, arg_axes, out_axes), sizes
+
+
+def _merged_view(arr, dims, merged, full):
+    shape = [int(np.prod([full[d] for d in g])) for g in merged if g[0] in dims]
+    return arr.reshape(shape) if shape else arr.reshape(1)
+
+
+# ----------------------------------------------------------------------------- run
+def _input_array(nodes, values, ref):
+    if ref[0] == "node":
+        return values[ref[1]]
+    return nodes[ref[1]].inputs[ref[2]]
+
+
+def _scalar(node, pos, x):
+    dt = node.compute if pos >= node.op.promote_from else None
+    if dt is None:
+        return np.bool_(x)
+    return dt.np.type(x)
+
+
+def _run_group(plan, step, nodes, values):
+    b = plan.bindings[step.index]
+    full = _full_shape(step, nodes)
+    arg_arrays = [_input_array(nodes, values, a.ref) for a in b.args]
+    compact = []
+    for a, off, arr in zip(b.args, b.offsets, arg_arrays):
+        compact.append(_compact(arr, [arr.shape[d - off] for d in a.dims]))
+    layout, sizes = _layout(b, full, arg_arrays, compact)
+    key = (step.index, layout.key())
+    launcher = plan.launchers.get(key)
+    if launcher is None:
+        src, name = codegen.render(step, nodes, b.args, b.scalars, layout)
+        cache.debug(4, f"source of {name}:\n{src}")
+        launcher = (loader.load_kernel(src, name, parallel=True), src, name)
+        plan.launchers[key] = launcher
+    kernel, src, name = launcher
+    merged = layout.axes
+    args = [_merged_view(c, a.dims, merged, full) for a, c in zip(b.args, compact)]
+    scalars = [_scalar(nodes[i], pos, nodes[i].inputs[pos]) for i, pos in b.scalars]
+    outs = []
+    for i, od in zip(step.outputs, b.out_dims):
+        node = nodes[i]
+        buf = np.empty(node.shape, node.dtype.np)
+        values[i] = buf
+        outs.append(_merged_view(buf, od, merged, full))
+    t0 = time.perf_counter()
+    try:
+        kernel(*sizes, *args, *scalars, *outs)
+    except Exception as e:  # numba typing/lowering errors never reach the user raw
+        raise _kernel_error(e, step, nodes, name, src) from e
+    cache.count_launch()
+    if cache.debug_level() >= 2:
+        ms = (time.perf_counter() - t0) * 1e3
+        cache.debug(2, f"launch {name} sizes={list(sizes)} {ms:.3f} ms")
+
+
+def _kernel_error(e, step, nodes, name, src):
+    ops = ", ".join(
+        f"{nodes[i].op.name}{list(nodes[i].shape)}:{nodes[i].dtype.name}" for i in step.nodes
+    )
+    path = loader.kernel_path(src, name, parallel=True)
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return KernelError(
+        f"fused kernel {name} failed for ops [{ops}]: {type(e).__name__}: {first} "
+        f"(generated source: {path}; RUNBA_JIT=0 runs these ops eagerly)"
+    )
+
+
+def _run_numpy(step, nodes, values):
+    node = nodes[step.node]
+    args = []
+    for x in node.inputs:
+        args.append(values[x.index] if isinstance(x, LazyNode) else x)
+    out = node.op.impl(*args, **node.attrs)
+    if not isinstance(out, np.ndarray):
+        out = np.asarray(out)
+    if out.dtype != node.dtype.np:
+        out = out.astype(node.dtype.np)
+    values[step.node] = out
+
+
+def run_graph(graph) -> None:
+    nodes = graph.nodes
+    kept = [n.alive() for n in nodes]
+    key = structural_key(nodes, kept)
+    plan = cache.get_plan(key)
+    if plan is None:
+        reason = cache.miss_reason(key)
+        t0 = time.perf_counter()
+        plan = _build_plan(nodes, kept)
+        cache.put_plan(key, plan)
+        cache.debug(
+            3,
+            f"new plan ({reason}): {len(nodes)} nodes -> {len(plan.steps)} steps "
+            f"in {(time.perf_counter() - t0) * 1e3:.2f} ms",
+        )
+    else:
+        cache.miss_reason(key)
+    for fn in listeners:
+        fn("plan", graph, plan, kept)
+    values: list = [None] * len(nodes)
+    n_kernels = 0
+    for step in plan.steps:
+        if isinstance(step, NumpyStep):
+            _run_numpy(step, nodes, values)
+        else:
+            _run_group(plan, step, nodes, values)
+            n_kernels += 1
+    cache.debug(1, f"realized {len(nodes)} nodes: {n_kernels} kernels, {len(plan.steps)} steps")
+    for n, k in zip(nodes, kept):
+        if not k:
+            continue
+        v = values[n.index]
+        for r in n.refs:
+            t = r()
+            if t is not None and t._lazy is n:
+                t._data = v
+                t._lazy = None
+    # drop references so buffers and captured arrays can be freed
+    for n in nodes:
+        n.inputs = ()
+        n.refs = []
+    graph.nodes = []
+

@@ -1,0 +1,265 @@
+"""Schedule: cut a realized graph into steps - fused kernels, numpy views, numpy reductions.
+
+The plan is structural: it names nodes by their index in the graph and never holds sizes,
+so one plan serves every graph with the same structural key (graph.structural_key). The
+rules (DESIGN §4 Fusion rules), each with a kernel-count test in tests/jit/:
+
+* elementwise chains, with broadcasting, fuse into one loop nest over their common shape;
+* elementwise producers fuse into a reduction over trailing axes (``sum(x * y)``; all axes
+  is the special case of one row);
+* reduce-then-broadcast-back over the same trailing axes - softmax, log_softmax,
+  layer_norm, cross_entropy - is one *row kernel*: a parallel loop over rows, a serial pass
+  over the row's elements per reduction, then a pass writing the full-size outputs;
+* views (reshape, permute, expand, slicing) never become kernels: they run as numpy views on
+  the producer's buffer, which is therefore materialized (a cut);
+* reductions over leading or interior axes run as one numpy reduction (a cut, for now);
+* a group stops growing at :data:`MAX_GROUP_NODES` nodes or :data:`MAX_GROUP_ARRAYS` arrays.
+
+Matmul, conv and the other extern ops never reach the schedule: the recorder ran them
+eagerly (capture.py), so their elementwise consumers form the epilogue kernel here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from runba.jit.graph import LazyNode
+from runba.ops import registry
+
+__all__ = ["KernelGroup", "NumpyStep", "Plan", "schedule"]
+
+MAX_GROUP_NODES = 32
+MAX_GROUP_ARRAYS = 16
+
+FULL = "full"  # a value per element of the group's full shape
+ROW = "row"  # a value per row (reduced over the group's trailing axes)
+
+
+class NumpyStep:
+    """A node computed by its numpy implementation: views, and unfused reductions."""
+
+    __slots__ = ("index", "node", "reason")
+
+    def __init__(self, index: int, node: int, reason: str):
+        self.index = index
+        self.node = node
+        self.reason = reason
+
+
+class KernelGroup:
+    """Nodes that become one kernel.
+
+    ``rank`` is the rank of the full shape and ``full_ref`` where to read it at run time
+    (``(node, None)``: that node's shape; ``(node, pos)``: the shape of its input ``pos``).
+    ``rdims`` is the number of trailing axes the reductions reduce (0: a pointwise kernel).
+    ``roles[i]`` is FULL or ROW per node, ``reductions`` the reduce nodes (in order),
+    ``outputs`` the nodes the kernel writes (kept by the user or autograd, or read by a later
+    step), ``reason`` why the group starts where it does.
+    """
+
+    __slots__ = (
+        "index",
+        "nodes",
+        "roles",
+        "rank",
+        "rdims",
+        "full_ref",
+        "reductions",
+        "outputs",
+        "reason",
+        "arrays",
+    )
+
+    def __init__(self, index: int, rank: int, rdims: int, full_ref: tuple, reason: str):
+        self.index = index
+        self.nodes: list[int] = []
+        self.roles: dict[int, str] = {}
+        self.rank = rank
+        self.rdims = rdims
+        self.full_ref = full_ref
+        self.reductions: list[int] = []
+        self.outputs: list[int] = []
+        self.reason = reason
+        self.arrays = 0  # distinct input arrays so far (an upper bound)
+
+
+class Plan:
+    """The steps of one graph structure, in execution order; ``launchers`` caches the
+    compiled kernel per (group index, layout variant), filled by the runtime."""
+
+    __slots__ = ("steps", "launchers", "bindings")
+
+    def __init__(self, steps):
+        self.steps = steps
+        self.launchers: dict = {}
+        self.bindings: dict = {}  # group index -> runtime.GroupBinding
+
+
+class _Builder:
+    def __init__(self, nodes, kept):
+        self.nodes = nodes
+        self.kept = kept
+        self.steps: list = []
+        self.step_of: list = [None] * len(nodes)
+        self.full_shape: dict[int, tuple] = {}  # group index -> full shape (this graph)
+        self.red: dict[int, set] = {}  # group index -> reduction node indices
+
+    # -- helpers
+    def _new_group(self, shape, rdims, full_ref, reason):
+        g = KernelGroup(len(self.steps), len(shape), rdims, full_ref, reason)
+        self.steps.append(g)
+        self.full_shape[g.index] = tuple(shape)
+        return g
+
+    def _deps_ok(self, g, node) -> bool:
+        """Joining ``g`` must not create a cycle: every other producer ran before ``g``."""
+        for x in node.inputs:
+            if isinstance(x, LazyNode):
+                s = self.step_of[x.index]
+                if s is not g and s.index > g.index:
+                    return False
+        return True
+
+    def _row_shapes(self, g):
+        full = self.full_shape[g.index]
+        r, k = len(full), g.rdims
+        return full[: r - k] + (1,) * k, full[: r - k]  # keepdim, not keepdim
+
+    def _role(self, g, node):
+        """The role ``node`` would have in ``g`` (None: it cannot join)."""
+        full = self.full_shape[g.index]
+        shape = node.shape
+        if shape == full:
+            role = FULL
+        elif g.rdims and shape in self._row_shapes(g):
+            role = ROW
+        else:
+            return None
+        keep, _ = self._row_shapes(g)
+        for x in node.inputs:
+            if not isinstance(x, LazyNode) or self.step_of[x.index] is not g:
+                continue
+            xrole = g.roles[x.index]
+            if role == ROW and (xrole != ROW or x.shape != shape):
+                return None
+            if role == FULL and xrole == ROW and x.shape != keep:
+                return None  # a non-keepdim row value would broadcast along the wrong axes
+        return role
+
+    def _fits(self, g, node) -> bool:
+        if len(g.nodes) >= MAX_GROUP_NODES:
+            return False
+        new_arrays = sum(
+            1
+            for x in node.inputs
+            if isinstance(x, np.ndarray)
+            or (isinstance(x, LazyNode) and self.step_of[x.index] is not g)
+        )
+        return g.arrays + new_arrays + 1 <= MAX_GROUP_ARRAYS
+
+    def _add(self, g, node, role):
+        g.nodes.append(node.index)
+        g.roles[node.index] = role
+        g.arrays += sum(
+            1
+            for x in node.inputs
+            if isinstance(x, np.ndarray)
+            or (isinstance(x, LazyNode) and self.step_of[x.index] is not g)
+        )
+        self.step_of[node.index] = g
+
+    def _numpy(self, node, reason):
+        s = NumpyStep(len(self.steps), node.index, reason)
+        self.steps.append(s)
+        self.step_of[node.index] = s
+
+    def _groups_of_inputs(self, node):
+        seen = []
+        for x in node.inputs:
+            if isinstance(x, LazyNode):
+                s = self.step_of[x.index]
+                if isinstance(s, KernelGroup) and s not in seen:
+                    seen.append(s)
+        return sorted(seen, key=lambda s: -s.index)  # the latest group first
+
+    # -- the rules
+    def elementwise(self, node):
+        for g in self._groups_of_inputs(node):
+            role = self._role(g, node)
+            if role is None:
+                continue
+            if not self._deps_ok(g, node):
+                continue
+            if not self._fits(g, node):
+                break
+            self._add(g, node, role)
+            return
+        reason = "start" if not self._groups_of_inputs(node) else "shape differs from producers"
+        if self._groups_of_inputs(node) and all(
+            len(g.nodes) >= MAX_GROUP_NODES for g in self._groups_of_inputs(node)
+        ):
+            reason = f"group size limit ({MAX_GROUP_NODES} nodes)"
+        g = self._new_group(node.shape, 0, (node.index, None), reason)
+        self._add(g, node, FULL)
+
+    def reduce(self, node):
+        src = node.inputs[0]
+        src_shape = src.shape
+        r = len(src_shape)
+        dims = tuple(node.attrs["dims"])
+        k = len(dims)
+        if k == 0 or dims != tuple(range(r - k, r)):
+            self._numpy(node, f"reduction over axes {list(dims)} of a rank-{r} tensor (not trailing)")
+            return
+        if isinstance(src, LazyNode):
+            g = self.step_of[src.index]
+            if (
+                isinstance(g, KernelGroup)
+                and g.roles[src.index] == FULL
+                and g.rdims in (0, k)
+                and self.full_shape[g.index] == src_shape
+                and self._deps_ok(g, node)
+                and self._fits(g, node)
+            ):
+                g.rdims = k
+                self._add(g, node, ROW)
+                g.reductions.append(node.index)
+                return
+        reason = (
+            "reduction of an input array"
+            if not isinstance(src, LazyNode)
+            else "reduction input is not fusable with its producer"
+        )
+        g = self._new_group(src_shape, k, (node.index, 0), reason)
+        self._add(g, node, ROW)
+        g.reductions.append(node.index)
+
+    def finish(self):
+        consumers_outside = set()
+        for n in self.nodes:
+            s = self.step_of[n.index]
+            for x in n.inputs:
+                if isinstance(x, LazyNode) and self.step_of[x.index] is not s:
+                    consumers_outside.add(x.index)
+                if isinstance(x, LazyNode) and not isinstance(s, KernelGroup):
+                    consumers_outside.add(x.index)
+        for s in self.steps:
+            if isinstance(s, KernelGroup):
+                s.outputs = [i for i in s.nodes if self.kept[i] or i in consumers_outside]
+        # groups that write nothing (every value dead) are dropped
+        return Plan([s for s in self.steps if not isinstance(s, KernelGroup) or s.outputs])
+
+
+def schedule(nodes, kept) -> Plan:
+    """Group ``nodes`` (a graph in recording order) into steps; ``kept[i]``: node i's value
+    must be produced."""
+    b = _Builder(nodes, kept)
+    for node in nodes:
+        kind = node.op.kind
+        if kind == registry.MOVEMENT:
+            b._numpy(node, f"view ({node.op.name}) of a computed value: its producer is written")
+        elif kind == registry.REDUCE:
+            b.reduce(node)
+        else:
+            b.elementwise(node)
+    return b.finish()
