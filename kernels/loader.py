@@ -277,6 +277,7 @@ class _Locator(_nb_caching._CacheLocator):
         self._path = path
         self._stamp = stamp
         self._disambiguator = disambiguator
+        self._py_file = path  # numba names it in its "cannot cache" warnings
 
     def ensure_cache_path(self):
         os.makedirs(self._path, mode=0o700, exist_ok=True)

@@ -18,6 +18,8 @@ size: serial loops below ``PARALLEL_THRESHOLD`` elements, ``prange`` above.
 
 from __future__ import annotations
 
+import re
+
 from runba.dtypes import from_numpy_dtype
 from runba.jit.graph import LazyNode
 from runba.jit.schedule import FULL, ROW
@@ -328,12 +330,23 @@ def _dtype_of(x, compute):
     return compute  # scalars are passed already in the compute dtype
 
 
+_LOCAL = re.compile(r"\b(v\d+|i\d+|p\d+|t\d+|q|acc|lo|hi|c|nch)\b")
+
+
+def _parallel_names(lines):
+    """The parallel branch with its own local names: numba's parfor pass rejects a prange
+    body that reuses variables of the serial branch (UnsupportedRewriteError)."""
+    return [_LOCAL.sub(r"\1_", line) for line in lines]
+
+
 def render(group, nodes, args, scalars, layout, target: str = "cpu"):
     """Source and function name of the kernel for ``group`` with ``layout``.
 
     ``args`` are the group's :class:`ArrayArg` inputs (each with ``role``), ``scalars`` the
     ``(node, pos)`` of its scalar operands. The kernel's parameters are the loop sizes,
-    then ``a0..`` (inputs), ``s0..`` (scalars), ``o0..`` (outputs, ``group.outputs`` order).
+    then ``a0..`` (inputs), ``s0..`` (scalars), ``o0..`` (outputs, ``group.outputs`` order)
+    and ``chunks``, the parallel chunk count of a kernel without rows (passed in: reading
+    numba's thread count inside a kernel makes it uncacheable).
     """
     if target != "cpu":
         raise NotImplementedError(f"codegen target {target!r} (only 'cpu' exists)")
@@ -344,7 +357,7 @@ def render(group, nodes, args, scalars, layout, target: str = "cpu"):
     m = layout.n_outer
     sizes = [f"n{a}" for a in range(n_axes)]
     params = sizes + [f"a{k}" for k in range(len(args))] + [f"s{k}" for k in range(len(scalars))]
-    params += [f"o{k}" for k in range(len(group.outputs))]
+    params += [f"o{k}" for k in range(len(group.outputs))] + ["chunks"]
 
     outer_axes = list(range(m))
     inner_axes = list(range(m, n_axes))
@@ -400,11 +413,14 @@ def render(group, nodes, args, scalars, layout, target: str = "cpu"):
         if m == 1:
             lines.append(" " * ind + "i0 = q")
         elif m > 1:
-            lines.append(" " * ind + "rem = q")
+            # each quotient gets its own name: reassigning one that started as the prange
+            # index is "Overwrite of parallel loop index" to numba
+            prev = "q"
             for ax in reversed(outer_axes[1:]):
-                lines.append(" " * ind + f"i{ax} = rem % n{ax}")
-                lines.append(" " * ind + f"rem = rem // n{ax}")
-            lines.append(" " * ind + "i0 = rem")
+                lines.append(" " * ind + f"i{ax} = {prev} % n{ax}")
+                lines.append(" " * ind + f"t{ax} = {prev} // n{ax}")
+                prev = f"t{ax}"
+            lines.append(" " * ind + f"i0 = {prev}")
         memo = [{}]
         done, emitted = set(), set()
         row_prologue(lines, ind, memo, done, emitted)
@@ -422,8 +438,7 @@ def render(group, nodes, args, scalars, layout, target: str = "cpu"):
     def chunked(lines, ind, parallel):
         """No outer axes (one row): chunks of the first inner axis."""
         loop = "prange" if parallel else "range"
-        lines.append(" " * ind + ("nch = min(n%d, 4 * get_num_threads())" % m if parallel else "nch = 1"))
-        lines.append(" " * ind + "nch = max(nch, 1)")
+        lines.append(" " * ind + (f"nch = max(min(n{m}, chunks), 1)" if parallel else "nch = 1"))
         first = f"n{m}"
         lohi = ("lo", "hi")
         memo = [{}]
@@ -461,13 +476,16 @@ def render(group, nodes, args, scalars, layout, target: str = "cpu"):
         body.append("        for q in range(rows):")
         row_body(body, 12, False)
         body.append("    else:")
-        body.append("        for q in prange(rows):")
-        row_body(body, 12, True)
+        par = ["        for q in prange(rows):"]
+        row_body(par, 12, True)
+        body.extend(_parallel_names(par))
     elif inner_axes:
         body.append(f"    if {total} < {PARALLEL_THRESHOLD}:")
         chunked(body, 8, False)
         body.append("    else:")
-        chunked(body, 8, True)
+        par = []
+        chunked(par, 8, True)
+        body.extend(_parallel_names(par))
     else:  # every axis has size 1: one element
         memo = [{}]
         for r in reds:
@@ -478,7 +496,7 @@ def render(group, nodes, args, scalars, layout, target: str = "cpu"):
             v = em.emit(i, memo, body, 4)
             body.append(f"    {em.access(f'o{k}', layout.out_axes[k])} = {v}")
 
-    head = ["import numpy as np", "from numba import get_num_threads, prange"]
+    head = ["import numpy as np", "from numba import prange"]
     if em.imports:
         head.append(f"from runba.kernels.mathlib import {', '.join(sorted(em.imports))}")
     src = "\n".join(head) + "\n\n\n" + f"def {name}({', '.join(params)}):\n" + "\n".join(body)

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import time
 
+import numba
 import numpy as np
 
 from runba.jit import cache, codegen
 from runba.jit.graph import LazyNode, structural_key
 from runba.jit.schedule import FULL, KernelGroup, NumpyStep, schedule
-from runba.kernels import loader
+from runba.kernels import loader, threads
 
 __all__ = ["run_graph"]
 
@@ -186,7 +187,7 @@ def _run_group(plan, step, nodes, values):
         outs.append(_merged_view(buf, od, merged, full))
     t0 = time.perf_counter()
     try:
-        kernel(*sizes, *args, *scalars, *outs)
+        kernel(*sizes, *args, *scalars, *outs, 4 * numba.get_num_threads())
     except Exception as e:  # numba typing/lowering errors never reach the user raw
         raise _kernel_error(e, step, nodes, name, src) from e
     cache.count_launch()
@@ -241,12 +242,15 @@ def run_graph(graph) -> None:
         fn("plan", graph, plan, kept)
     values: list = [None] * len(nodes)
     n_kernels = 0
-    for step in plan.steps:
-        if isinstance(step, NumpyStep):
-            _run_numpy(step, nodes, values)
-        else:
-            _run_group(plan, step, nodes, values)
-            n_kernels += 1
+    # Graphs usually follow a BLAS call (the cut before them): its spinning workers would
+    # fight a full-width parallel kernel (threads.after_blas; measured in docs/kernels.md).
+    with threads.after_blas():
+        for step in plan.steps:
+            if isinstance(step, NumpyStep):
+                _run_numpy(step, nodes, values)
+            else:
+                _run_group(plan, step, nodes, values)
+                n_kernels += 1
     cache.debug(1, f"realized {len(nodes)} nodes: {n_kernels} kernels, {len(plan.steps)} steps")
     for n, k in zip(nodes, kept):
         if not k:
