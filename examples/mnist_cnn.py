@@ -65,7 +65,9 @@ def train(model, device, loader, optimizer, epoch, max_batches=None):
     return total / max(seen, 1)
 
 
-def test(model, device, loader, max_batches=None):
+def test(model, device, loader, max_batches=None, predict=None):
+    """Test loss and accuracy; ``predict`` (default: ``model``) computes the outputs."""
+    predict = predict or model
     model.eval()
     test_loss, correct, seen = 0.0, 0, 0
     with torch.no_grad():
@@ -73,7 +75,7 @@ def test(model, device, loader, max_batches=None):
             if max_batches is not None and batch_idx >= max_batches:
                 break
             data, target = data.to(device), target.to(device)
-            output = model(data)
+            output = predict(data)
             test_loss += F.nll_loss(output, target, reduction="sum").item()
             pred = output.argmax(dim=1, keepdim=True)
             correct += pred.eq(target.view_as(pred)).sum().item()
@@ -91,6 +93,9 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--save", default="mnist_cnn.safetensors", help="'' to skip saving")
     parser.add_argument("--smoke", action="store_true", help="a few batches, one epoch")
+    parser.add_argument(
+        "--fuse", action="store_true", help="run the test loop fused (runba.fuse); training is eager"
+    )
     args = parser.parse_args(argv)
 
     torch.manual_seed(args.seed)
@@ -113,11 +118,14 @@ def main(argv=None):
 
     model = Net().to(device)
     optimizer = optim.Adam(model.parameters(), lr=args.lr)
+    # runba's JIT: the forward pass recorded, fused into Numba kernels and cached (inference
+    # only for now; fused training is the next JIT step)
+    predict = torch.fuse(lambda x: model(x)) if args.fuse else model
     accuracy = 0.0
     for epoch in range(1, args.epochs + 1):
         start = time.perf_counter()
         train_loss = train(model, device, train_loader, optimizer, epoch, max_batches)
-        test_loss, accuracy = test(model, device, test_loader, max_batches)
+        test_loss, accuracy = test(model, device, test_loader, max_batches, predict)
         print(
             f"epoch {epoch}: train loss {train_loss:.4f}  test loss {test_loss:.4f}  "
             f"test accuracy {100 * accuracy:.2f}%  ({time.perf_counter() - start:.1f} s)"

@@ -219,13 +219,15 @@ def run_backward(roots, root_grads, retain_graph, create_graph, capture=None, ac
     among them) are computed first, and the backward ops then run eagerly (fusing them is
     the next JIT issue), even when called inside a fused function.
     """
-    if not registry.lazy_graphs[0] and STATE.capture is None:
+    prev = STATE.capture
+    jit_capture = getattr(prev, "is_jit", False)
+    if not registry.lazy_graphs[0] and not jit_capture:
         return _run_backward(roots, root_grads, retain_graph, create_graph, capture, accumulate)
     from runba.jit.capture import realize
 
     realize(*[g for g in root_grads if isinstance(g, registry.Tensor)])
-    prev = STATE.capture
-    STATE.capture = None
+    if jit_capture:
+        STATE.capture = None
     try:
         return _run_backward(roots, root_grads, retain_graph, create_graph, capture, accumulate)
     finally:

@@ -72,6 +72,8 @@ def _graph_of(t):
 class Recorder:
     """The capture handler (``record(op, inputs, attrs)``, the registry's seam)."""
 
+    is_jit = True  # backward() pauses it (backward runs eagerly for now)
+
     def record(self, op, inputs, attrs):
         Tensor = registry.Tensor
         lazy_in = False
