@@ -94,7 +94,9 @@ def main(argv=None):
     parser.add_argument("--save", default="mnist_cnn.safetensors", help="'' to skip saving")
     parser.add_argument("--smoke", action="store_true", help="a few batches, one epoch")
     parser.add_argument(
-        "--fuse", action="store_true", help="run the test loop fused (runba.fuse); training is eager"
+        "--fuse",
+        action="store_true",
+        help="run the test loop fused (runba.fuse); training is eager",
     )
     args = parser.parse_args(argv)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 
 import numpy as np
 
@@ -133,6 +134,10 @@ class Recorder:
             return registry.run_eager(op, inputs, attrs)
         finally:
             STATE.capture = prev
+            if op.kind == registry.MATMUL:
+                from runba.jit import runtime
+
+                runtime.last_blas[0] = time.perf_counter()
 
     def _lazy(self, op, inputs, attrs):
         Tensor = registry.Tensor

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import re
 
-from runba.dtypes import from_numpy_dtype
 from runba.jit.graph import LazyNode
 from runba.jit.schedule import FULL, ROW
 from runba.kernels.loader import PARALLEL_THRESHOLD
@@ -454,7 +453,9 @@ def render(group, nodes, args, scalars, layout, target: str = "cpu"):
             lines.append(" " * (ind + 4) + f"p{r}[c] = acc")
             lines.append(" " * ind + f"v{r} = {t}({_INIT[nodes[r].op.name]})")
             lines.append(" " * ind + "for c in range(nch):")
-            lines.append(" " * (ind + 4) + f"v{r} = {_update(nodes[r].op.name, f'v{r}', f'p{r}[c]')}")
+            lines.append(
+                " " * (ind + 4) + f"v{r} = {_update(nodes[r].op.name, f'v{r}', f'p{r}[c]')}"
+            )
             memo[0][r] = f"v{r}"
             done.add(r)
             row_prologue(lines, ind, memo, done, emitted)

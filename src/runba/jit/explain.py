@@ -55,7 +55,9 @@ def explain(fn, *args, **kwargs) -> str:
             graph, plan, kept = payload
             lines = []
             _describe_plan(lines, sum(e[0] == "plan" for e in events) + 1, graph, plan, kept)
-            events.append(("plan", lines, len([s for s in plan.steps if isinstance(s, KernelGroup)])))
+            events.append(
+                ("plan", lines, len([s for s in plan.steps if isinstance(s, KernelGroup)]))
+            )
         else:
             op_name, reason = payload
             events.append(("cut", [f"eager {op_name}: {reason}"], 0))
@@ -76,4 +78,3 @@ def explain(fn, *args, **kwargs) -> str:
     for _, ls, _ in events:
         lines.extend(ls)
     return "\n".join(lines)
-

@@ -10,6 +10,7 @@ value and stops being lazy.
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import numba
@@ -21,6 +22,11 @@ from runba.jit.schedule import FULL, KernelGroup, NumpyStep, schedule
 from runba.kernels import loader, threads
 
 __all__ = ["run_graph"]
+
+# When the last matmul ran eagerly inside a graph (capture.Recorder._cut sets it), and how
+# long OpenBLAS workers keep spinning after a call (its THREAD_TIMEOUT, ~0.1 s).
+last_blas = [-1.0]
+BLAS_SPIN_SECONDS = 0.1
 
 # Called with ("plan", graph, plan, kept) on every realization and ("cut", op name, reason)
 # for every op run eagerly under capture, while runba.jit.explain is running.
@@ -242,9 +248,11 @@ def run_graph(graph) -> None:
         fn("plan", graph, plan, kept)
     values: list = [None] * len(nodes)
     n_kernels = 0
-    # Graphs usually follow a BLAS call (the cut before them): its spinning workers would
-    # fight a full-width parallel kernel (threads.after_blas; measured in docs/kernels.md).
-    with threads.after_blas():
+    # Right after a BLAS call (a matmul cut: the epilogue) OpenBLAS's workers still spin and
+    # would fight a full-width parallel kernel (threads.after_blas; docs/kernels.md): run on
+    # the cores they leave. Otherwise (pure elementwise graphs) use every thread.
+    recent = time.perf_counter() - last_blas[0] < BLAS_SPIN_SECONDS
+    with threads.after_blas() if recent else contextlib.nullcontext():
         for step in plan.steps:
             if isinstance(step, NumpyStep):
                 _run_numpy(step, nodes, values)
@@ -266,4 +274,3 @@ def run_graph(graph) -> None:
         n.inputs = ()
         n.refs = []
     graph.nodes = []
-

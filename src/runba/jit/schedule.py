@@ -209,7 +209,9 @@ class _Builder:
         dims = tuple(node.attrs["dims"])
         k = len(dims)
         if k == 0 or dims != tuple(range(r - k, r)):
-            self._numpy(node, f"reduction over axes {list(dims)} of a rank-{r} tensor (not trailing)")
+            self._numpy(
+                node, f"reduction over axes {list(dims)} of a rank-{r} tensor (not trailing)"
+            )
             return
         if isinstance(src, LazyNode):
             g = self.step_of[src.index]

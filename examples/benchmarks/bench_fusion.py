@@ -1,0 +1,306 @@
+"""The fusion JIT's benchmark table (issue 5): runba.fuse against eager, numpy and torch.
+
+Run: ``python examples/benchmarks/bench_fusion.py [--threads 2] [--repeats 15] [--json f]``
+
+Cases (one process, variants interleaved, medians of ``--repeats``; fused = steady state,
+after the first call compiled or loaded the kernels):
+
+* bias+GELU(tanh) 4096x1024 float32: fused vs numpy op-by-op and a numba prange copy;
+* row softmax 4096x1024 float32: fused vs numpy;
+* a 20-op elementwise chain on 1M float32: fused vs runba eager;
+* seed CNN inference, batch 100 (examples/mnist_cnn.py Net): fused vs torch eager;
+* Linear 784->512 + bias + ReLU, batch 128: fused vs torch eager;
+* cold compile and warm-disk start of the seed-CNN forward, each in a fresh process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))  # examples/ (mnist_cnn.Net)
+
+import runba  # noqa: E402
+import runba.nn.functional as F  # noqa: E402
+from runba import nn  # noqa: E402
+
+C0 = np.float32(np.sqrt(2.0 / np.pi))
+C1 = np.float32(0.044715 * np.sqrt(2.0 / np.pi))
+
+
+def time_round_robin(fns: dict, repeats: int) -> dict:
+    """Median seconds per call, the variants interleaved so drift hits all alike."""
+    for fn in fns.values():
+        fn()
+        fn()
+    ts = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            ts[name].append(time.perf_counter() - t0)
+    return {name: float(np.median(v)) for name, v in ts.items()}
+
+
+def _torch(threads):
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    return torch
+
+
+def case_bias_gelu(repeats, torch):
+    from numba import njit, prange
+
+    @njit(parallel=True)
+    def prange_copy(x, out):
+        for i in prange(x.shape[0]):
+            for j in range(x.shape[1]):
+                out[i, j] = x[i, j]
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4096, 1024), dtype=np.float32)
+    b = rng.standard_normal(1024, dtype=np.float32)
+    out, tmp = np.empty_like(x), np.empty_like(x)
+
+    def numpy_gelu():
+        h = np.add(x, b, out=out)
+        t = np.multiply(h, h, out=tmp)
+        t *= h
+        t *= C1
+        t += C0 * h
+        np.tanh(t, out=t)
+        t += np.float32(1.0)
+        t *= h
+        np.multiply(t, np.float32(0.5), out=out)
+
+    tx, tb = runba.from_numpy(x), runba.from_numpy(b)
+    fused = runba.fuse(lambda x, b: F.gelu(x + b, approximate="tanh"))
+    fns = {
+        "prange copy": lambda: prange_copy(x, out),
+        "numpy op-by-op": numpy_gelu,
+        "runba eager": lambda: F.gelu(tx + tb, approximate="tanh").numpy(),
+        "runba fused": lambda: fused(tx, tb).numpy(),
+    }
+    if torch is not None:
+        px, pb = torch.from_numpy(x), torch.from_numpy(b)
+        fns["torch eager"] = lambda: torch.nn.functional.gelu(px + pb, approximate="tanh")
+    r = time_round_robin(fns, repeats)
+    ratios = {
+        "fused vs copy (target <= 1.5x)": r["runba fused"] / r["prange copy"],
+        "numpy / fused (target >= 15x)": r["numpy op-by-op"] / r["runba fused"],
+    }
+    return "bias+GELU(tanh) 4096x1024 f32", r, ratios
+
+
+def case_softmax(repeats, torch):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((4096, 1024), dtype=np.float32)
+
+    def numpy_softmax():
+        e = np.exp(x - x.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+
+    tx = runba.from_numpy(x)
+    fused = runba.fuse(lambda x: x.softmax(-1))
+    fns = {
+        "numpy": numpy_softmax,
+        "runba eager": lambda: tx.softmax(-1).numpy(),
+        "runba fused": lambda: fused(tx).numpy(),
+    }
+    if torch is not None:
+        px = torch.from_numpy(x)
+        fns["torch eager"] = lambda: px.softmax(-1)
+    r = time_round_robin(fns, repeats)
+    return (
+        "row softmax 4096x1024 f32",
+        r,
+        {"numpy / fused (target >= 4x)": r["numpy"] / r["runba fused"]},
+    )
+
+
+def chain20(x):
+    y = x
+    for k in range(5):
+        y = (y * 1.01 + 0.1).tanh() * 0.9 - 0.05
+    return y
+
+
+def case_chain(repeats, torch):
+    x = runba.randn(1 << 20)
+    fused = runba.fuse(chain20)
+    fns = {
+        "runba eager": lambda: chain20(x).numpy(),
+        "runba fused": lambda: fused(x).numpy(),
+    }
+    if torch is not None:
+        px = torch.from_numpy(x.numpy())
+        fns["torch eager"] = lambda: chain20(px)
+    r = time_round_robin(fns, repeats)
+    return (
+        "20-op chain, 1M f32",
+        r,
+        {"eager / fused (target >= 10x)": r["runba eager"] / r["runba fused"]},
+    )
+
+
+def _torch_net(torch):
+    tnn = torch.nn
+
+    class TNet(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = tnn.Sequential(
+                tnn.Conv2d(1, 20, 5),
+                tnn.ReLU(),
+                tnn.MaxPool2d(2),
+                tnn.Conv2d(20, 40, 5),
+                tnn.ReLU(),
+            )
+            self.classifier = tnn.Sequential(
+                tnn.Linear(2560, 100), tnn.ReLU(), tnn.Linear(100, 10), tnn.LogSoftmax(dim=1)
+            )
+
+        def forward(self, x):
+            return self.classifier(torch.flatten(self.features(x), 1))
+
+    return TNet()
+
+
+def case_cnn(repeats, torch):
+    from mnist_cnn import Net
+
+    model = Net().eval()
+    fused_model = runba.fuse(Net()).eval()
+    fused_model.load_state_dict(model.state_dict())
+    x = runba.randn(100, 1, 28, 28)
+    fns = {}
+
+    def run(m):
+        with runba.no_grad():
+            return m(x).numpy()
+
+    fns["runba eager"] = lambda: run(model)
+    fns["runba fused"] = lambda: run(fused_model)
+    ratios = {}
+    if torch is not None:
+        tmodel = _torch_net(torch).eval()
+        px = torch.from_numpy(x.numpy())
+
+        def trun():
+            with torch.no_grad():
+                return tmodel(px)
+
+        fns["torch eager"] = trun
+    r = time_round_robin(fns, repeats)
+    if torch is not None:
+        ratios["fused / torch (target <= 1.0x)"] = r["runba fused"] / r["torch eager"]
+    ratios["eager / fused"] = r["runba eager"] / r["runba fused"]
+    return "seed CNN inference, batch 100", r, ratios
+
+
+def case_linear(repeats, torch):
+    lin = nn.Linear(784, 512)
+    x = runba.randn(128, 784)
+    fused = runba.fuse(lambda x: F.relu(lin(x)))
+
+    def run(f):
+        with runba.no_grad():
+            return f(x).numpy()
+
+    fns = {
+        "runba eager": lambda: run(lambda x: F.relu(lin(x))),
+        "runba fused": lambda: run(fused),
+    }
+    ratios = {}
+    if torch is not None:
+        tl = torch.nn.Linear(784, 512)
+        px = torch.from_numpy(x.numpy())
+
+        def trun():
+            with torch.no_grad():
+                return torch.relu(tl(px))
+
+        fns["torch eager"] = trun
+    r = time_round_robin(fns, repeats)
+    if torch is not None:
+        ratios["fused / torch (target <= 1.0x)"] = r["runba fused"] / r["torch eager"]
+    return "Linear 784->512 + bias + ReLU, batch 128", r, ratios
+
+
+_START = r"""
+import sys, time
+t0 = time.perf_counter()
+import runba
+sys.path.insert(0, {examples!r})
+from mnist_cnn import Net
+t_import = time.perf_counter() - t0
+runba.set_num_threads({threads})
+m = runba.fuse(Net()).eval()
+x = runba.randn(100, 1, 28, 28)
+t1 = time.perf_counter()
+with runba.no_grad():
+    m(x).numpy()
+t_first = time.perf_counter() - t1
+info = runba.jit.cache_info()
+print(t_import, t_first, info.compiles, info.kernels.disk_hits)
+"""
+
+
+def case_start(threads):
+    env = dict(os.environ)
+    with tempfile.TemporaryDirectory() as cache:
+        env["RUNBA_CACHE_DIR"] = cache
+        code = _START.format(examples=os.path.dirname(HERE), threads=threads)
+        rows = {}
+        for label in ("cold", "warm disk"):
+            out = subprocess.run(
+                [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+            )
+            t_import, t_first, compiles, disk_hits = out.stdout.split()
+            rows[label] = (float(t_import), float(t_first), int(compiles), int(disk_hits))
+    return rows
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    runba.set_num_threads(args.threads)
+    torch = _torch(args.threads)
+    results = {}
+    print(f"# runba.fuse benchmarks, {args.threads} threads, median of {args.repeats} (ms)")
+    for case in (case_bias_gelu, case_softmax, case_chain, case_cnn, case_linear):
+        title, r, ratios = case(args.repeats, torch)
+        print(f"\n{title}")
+        for name, t in r.items():
+            print(f"  {name:<16} {t * 1e3:9.3f}")
+        for name, v in ratios.items():
+            print(f"  -> {name}: {v:.2f}")
+        results[title] = {"ms": {k: v * 1e3 for k, v in r.items()}, "ratios": ratios}
+    start = case_start(args.threads)
+    print("\nseed-CNN forward start, fresh process (s after import / compiles / disk hits)")
+    for label, (ti, tf, c, d) in start.items():
+        print(
+            f"  {label:<10} import {ti:.2f} s, first forward {tf:.2f} s, {c} compiles, {d} disk hits"
+        )
+    results["start"] = start
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(results, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()
