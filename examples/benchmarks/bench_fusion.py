@@ -131,7 +131,7 @@ def case_softmax(repeats, torch):
 
 def chain20(x):
     y = x
-    for k in range(5):
+    for _ in range(5):
         y = (y * 1.01 + 0.1).tanh() * 0.9 - 0.05
     return y
 
@@ -293,9 +293,7 @@ def main(argv=None):
     start = case_start(args.threads)
     print("\nseed-CNN forward start, fresh process (s after import / compiles / disk hits)")
     for label, (ti, tf, c, d) in start.items():
-        print(
-            f"  {label:<10} import {ti:.2f} s, first forward {tf:.2f} s, {c} compiles, {d} disk hits"
-        )
+        print(f"  {label:<10} import {ti:.2f} s, first forward {tf:.2f} s, {c} compiles, {d} disk")
     results["start"] = start
     if args.json:
         with open(args.json, "w") as fh:

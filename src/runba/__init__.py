@@ -183,10 +183,13 @@ from runba.tensor import Size, Tensor, device
 
 _bind(Tensor)
 
-from runba import nn, optim  # noqa: E402 - built on the bound Tensor methods
-from runba import jit  # noqa: E402
-from runba.jit import fuse, realize  # noqa: E402
+from runba import (  # noqa: E402 - built on the bound Tensor methods
+    jit,  # noqa: E402
+    nn,
+    optim,
+)
 from runba.autograd.gradcheck import gradcheck  # noqa: E402
+from runba.jit import fuse, realize  # noqa: E402
 
 
 def is_tensor(obj) -> bool:

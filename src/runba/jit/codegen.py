@@ -272,9 +272,7 @@ class _Emitter:
         self.arg_of = {(a.ref, a.role): k for k, a in enumerate(args)}
         self.imports: set = set()
         # loop index variable of each layout axis
-        self.var = {}
-        for ax_i, axes in enumerate(layout.axes):
-            self.var[ax_i] = f"i{ax_i}"
+        self.var = {ax: f"i{ax}" for ax in range(len(layout.axes))}
 
     def access(self, name, axes):
         if not axes:
