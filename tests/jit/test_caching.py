@@ -1,0 +1,345 @@
+"""Caching and define-by-run semantics: what a repeated structure skips, what changes it.
+
+DESIGN §4: the plan cache is keyed by the graph's structure, never sizes or scalar values;
+Python runs every call (loops, branches and sizes may change); backward through lazy
+tensors; ``RUNBA_JIT=0`` runs fused code eagerly.
+"""
+
+import numpy as np
+import pytest
+from jitutil import Delta, assert_fused_matches, block, double, randn, scaled, softmax, values
+
+import runba
+import runba.nn as nn
+import runba.nn.functional as F
+
+
+def test_second_identical_call_compiles_nothing():
+    f = runba.fuse(block)
+    x, b = randn(4, 8), randn(8, seed=1)
+    with Delta() as first:
+        want = f(x, b).numpy()
+    with Delta() as second:
+        got = f(randn(4, 8, seed=2), b).numpy()
+    assert first.launches == second.launches == 1
+    assert second.compiles == 0 and second.disk_hits == 0
+    assert second.plan_hits == 1 and second.plan_misses == 0
+    np.testing.assert_allclose(want, block(x, b).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got, block(randn(4, 8, seed=2), b).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_new_size_same_structure_reuses_the_plan():
+    f = runba.fuse(block)
+    f(randn(4, 8), randn(8)).numpy()
+    for shape in [(9, 8), (4, 33), (1000, 3)]:
+        with Delta() as d:
+            got = f(randn(*shape), randn(shape[1], seed=1)).numpy()
+        assert d.compiles == 0 and d.plan_hits == 1, shape
+        want = block(randn(*shape), randn(shape[1], seed=1)).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_new_scalar_value_compiles_nothing_and_is_used():
+    f = runba.fuse(scaled)
+    x = randn(4, 8)
+    half = f(x, 0.5).numpy()
+    with Delta() as d:
+        quarter = f(x, 0.25).numpy()
+    assert d.compiles == 0 and d.plan_hits == 1
+    np.testing.assert_array_equal(half, x.numpy() * np.float32(0.5))
+    np.testing.assert_array_equal(quarter, x.numpy() * np.float32(0.25))
+    with Delta() as d:  # an int scalar is another plan (promotion), the same kernel
+        three = f(x, 3).numpy()
+    assert d.compiles == 0
+    np.testing.assert_array_equal(three, x.numpy() * 3)
+
+
+def test_structure_change_misses_the_plan():
+    f = runba.fuse(block)
+    f(randn(4, 8), randn(8)).numpy()
+    with Delta() as d:  # a broadcast pattern the plan has not seen: [4, 1] bias
+        f(randn(4, 8), randn(4, 1)).numpy()
+    assert d.plan_misses == 1 and d.plan_hits == 0
+
+
+class MLP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(8, 16)
+        self.fc2 = nn.Linear(16, 3)
+
+    def forward(self, x):
+        return F.log_softmax(self.fc2(F.relu(self.fc1(x))), dim=-1)
+
+
+def _twins():
+    runba.manual_seed(0)
+    eager = MLP()
+    fused = MLP()
+    fused.load_state_dict(eager.state_dict())
+    assert runba.fuse(fused) is fused
+    return eager, fused
+
+
+def _step(model, x, t):
+    model.zero_grad()
+    out = model(x)
+    lazy = out._lazy is not None
+    loss = F.nll_loss(out, t)
+    loss.backward()
+    return out, loss, lazy
+
+
+def test_mlp_backward_through_lazy_tensors_matches_eager():
+    eager, fused = _twins()
+    x, t = randn(5, 8), runba.tensor([0, 2, 1, 1, 0])
+    out_e, loss_e, _ = _step(eager, x, t)
+    out_f, loss_f, lazy = _step(fused, x, t)
+    assert lazy, "the fused module's output is not lazy"
+    assert out_f._lazy is None
+    assert loss_f.item() == pytest.approx(loss_e.item(), rel=1e-5)
+    np.testing.assert_allclose(out_f.detach().numpy(), out_e.detach().numpy(), rtol=1e-5, atol=1e-6)
+    for (name, p), (_, q) in zip(eager.named_parameters(), fused.named_parameters()):
+        np.testing.assert_allclose(
+            q.grad.numpy(), p.grad.numpy(), rtol=1e-5, atol=1e-6, err_msg=name
+        )
+
+
+def test_smaller_last_batch_compiles_nothing():
+    eager, fused = _twins()
+    t32 = runba.tensor(np.arange(32) % 3)
+    _step(fused, randn(32, 8), t32)  # compiles (or loads) everything once
+    _step(fused, randn(32, 8, seed=1), t32)
+    x7, t7 = randn(7, 8, seed=2), runba.tensor([0, 1, 2, 0, 1, 2, 0])
+    with Delta() as d:
+        out_f, loss_f, _ = _step(fused, x7, t7)
+        loss_f.item()
+    assert d.compiles == 0, "a smaller batch compiled a kernel"
+    assert d.plan_misses == 0 and d.plan_hits >= 1
+    out_e, loss_e, _ = _step(eager, x7, t7)
+    np.testing.assert_allclose(out_f.detach().numpy(), out_e.detach().numpy(), rtol=1e-5, atol=1e-6)
+    for (name, p), (_, q) in zip(eager.named_parameters(), fused.named_parameters()):
+        np.testing.assert_allclose(
+            q.grad.numpy(), p.grad.numpy(), rtol=1e-5, atol=1e-6, err_msg=name
+        )
+
+
+def test_training_loop_with_optimizer_matches_eager():
+    eager, fused = _twins()
+    opt_e = runba.optim.SGD(eager.parameters(), lr=0.1, momentum=0.9)
+    opt_f = runba.optim.SGD(fused.parameters(), lr=0.1, momentum=0.9)
+    for step in range(3):
+        x, t = randn(6, 8, seed=step), runba.tensor([0, 1, 2, 2, 1, 0])
+        for model, opt in ((eager, opt_e), (fused, opt_f)):
+            _step(model, x, t)
+            opt.step()
+    for (name, p), (_, q) in zip(eager.named_parameters(), fused.named_parameters()):
+        np.testing.assert_allclose(
+            q.detach().numpy(), p.detach().numpy(), rtol=1e-5, atol=1e-6, err_msg=name
+        )
+
+
+def dynamic(x):
+    """The loop depth is read from the input's values inside the fused code (a realization
+    in the middle of the function); each depth is another graph."""
+    depth = int(abs(x.sum().item()) * 10) % 3 + 1
+    for _ in range(depth):
+        x = (x * 1.1).sin()
+    return (x * x).sum(), depth
+
+
+def test_dynamic_control_flow_values_and_gradients():
+    depths = set()
+    for seed in range(5):
+        x0 = randn(3, 4, seed=seed)
+        xe = x0.clone().requires_grad_()
+        loss_e, depth_e = dynamic(xe)
+        loss_e.backward()
+        xf = x0.clone().requires_grad_()
+        loss_f, depth_f = runba.fuse(dynamic)(xf)
+        assert depth_f == depth_e
+        assert loss_f._lazy is not None
+        loss_f.backward()
+        assert loss_f.item() == pytest.approx(loss_e.item(), rel=1e-5), seed
+        np.testing.assert_allclose(xf.grad.numpy(), xe.grad.numpy(), rtol=1e-5, atol=1e-6)
+        depths.add(depth_f)
+    assert depths == {1, 2, 3}, "the seeds do not cover every loop depth"
+
+
+def test_no_grad_and_requires_grad_are_part_of_the_key():
+    f = runba.fuse(double)
+    x = randn(4, 8).requires_grad_()
+    with runba.no_grad():
+        y = f(x)
+    assert not y.requires_grad
+    y.numpy()
+    y = f(x)
+    assert y.requires_grad and y._lazy is not None
+    (y * y).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), 8 * x.detach().numpy(), rtol=1e-6)
+
+
+def test_laziness_is_contagious_outside_the_fused_function():
+    x = randn(4, 8)
+    y = runba.fuse(double)(x)
+    z = y * 2  # outside the fused function, but y is lazy
+    assert z._lazy is not None
+    np.testing.assert_array_equal(z.numpy(), x.numpy() * 4)
+    assert y._lazy is None
+
+
+def test_input_written_in_place_after_recording_keeps_the_old_value():
+    x = runba.ones(2, 3)
+    y = runba.fuse(double)(x)
+    x.add_(1)  # an in-place op realizes what is pending first, like eager order
+    assert y.tolist() == [[2.0] * 3] * 2
+    assert x.tolist() == [[2.0] * 3] * 2
+
+
+def test_in_place_ops_inside_a_fused_function():
+    def f(x):
+        y = x * 2
+        z = y + 1
+        y.mul_(3)
+        y[:, 0] = 0.5
+        return z + y
+
+    x = randn(4, 8)
+    np.testing.assert_allclose(runba.fuse(f)(x).numpy(), f(x).numpy(), rtol=1e-6)
+
+
+def test_value_reads_realize():
+    f = runba.fuse(double)
+    x = runba.tensor(np.arange(6, dtype=np.float32).reshape(2, 3))
+    want = np.arange(6).reshape(2, 3) * 2
+    assert f(x).tolist() == want.tolist()
+    assert f(x)[1, 2].item() == 10.0
+    assert float(f(x)[0, 1]) == 2.0
+    assert int(f(x)[1, 0]) == 6
+    assert np.asarray(f(x)).tolist() == want.tolist()
+    assert "10." in str(f(x)) and "nan" not in str(f(x))
+    assert [row.tolist() for row in f(x)] == want.tolist()
+    y = f(x)
+    runba.realize()
+    assert y._lazy is None and y.numpy().tolist() == want.tolist()
+
+
+def test_detached_lazy_value_is_realized_too():
+    x = randn(4, 8)
+
+    def f(x):
+        y = x * 2
+        return y.detach() + y, y.detach()
+
+    a, b = runba.fuse(f)(x)
+    np.testing.assert_allclose(a.numpy(), 4 * x.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(b.numpy(), 2 * x.numpy(), rtol=1e-6)
+
+
+def test_lazy_value_read_from_another_thread():
+    import threading
+
+    y = runba.fuse(double)(randn(4, 8))
+    got = []
+    t = threading.Thread(target=lambda: got.append(y.numpy()))
+    t.start()
+    t.join()
+    np.testing.assert_allclose(got[0], randn(4, 8).numpy() * 2, rtol=1e-6)
+
+
+def test_concurrent_fused_calls_from_threads():
+    import threading
+
+    f = runba.fuse(softmax)
+    xs = [randn(16, 32, seed=k) for k in range(3)]
+    want = [x.softmax(-1).numpy() for x in xs]
+    errors = []
+
+    def work(k):
+        try:
+            for _ in range(10):
+                np.testing.assert_allclose(f(xs[k]).numpy(), want[k], rtol=1e-5, atol=1e-7)
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+
+
+def test_runba_jit_0_runs_eagerly(monkeypatch):
+    monkeypatch.setenv("RUNBA_JIT", "0")
+    assert not runba.jit.is_enabled()
+    x = randn(4, 8)
+    y = runba.fuse(double)(x)
+    assert y._lazy is None
+    model = runba.fuse(MLP())
+    out = model(x)
+    assert out._lazy is None
+    with Delta() as d:
+        F.nll_loss(out, runba.tensor([0, 1, 2, 0])).backward()
+    assert d.graphs == 0 and d.launches == 0
+
+
+def test_clear_cache_forgets_plans_and_reloads_kernels_from_disk():
+    f = runba.fuse(block)
+    x, b = randn(4, 8), randn(8, seed=1)
+    want = f(x, b).numpy()
+    runba.jit.clear_cache()
+    info = runba.jit.cache_info()
+    assert (info.plan_hits, info.plan_misses, info.plans_cached, info.launches) == (0, 0, 0, 0)
+    with Delta() as d:
+        got = f(x, b).numpy()
+    assert d.plan_misses == 1 and d.compiles == 0 and d.disk_hits >= 1
+    np.testing.assert_array_equal(got, want)
+
+
+def test_debug_output(monkeypatch, capsys):
+    x, b = randn(4, 8), randn(8)
+    f = runba.fuse(block)
+    monkeypatch.setenv("RUNBA_DEBUG", "1")
+    f(x, b).numpy()
+    err = capsys.readouterr().err
+    assert "runba.jit: realized 4 nodes: 1 kernels" in err
+    assert "launch" not in err
+    runba.jit.clear_cache()
+    monkeypatch.setenv("RUNBA_DEBUG", "4")
+    f(x, b).numpy()
+    err = capsys.readouterr().err
+    assert "runba.jit: new plan" in err
+    assert "launch R_mul_add_relu_sum_f32 sizes=[4, 8]" in err
+    assert "def R_mul_add_relu_sum_f32(" in err and "prange" in err
+    monkeypatch.delenv("RUNBA_DEBUG")
+    f(x, b).numpy()
+    assert capsys.readouterr().err == ""
+
+
+def test_nothing_is_pending_after_realize():
+    y = runba.fuse(double)(randn(3))
+    del y  # dead values are dropped, not computed
+    with Delta() as d:
+        runba.realize()
+    assert d.launches == 0
+
+
+def test_fused_matches_eager_for_composites():
+    x, y = randn(4, 8), randn(4, 8, seed=1)
+    assert_fused_matches(lambda x, y: x.clamp(-0.5, 0.5).lerp(y, 0.3), x, y)
+    assert_fused_matches(lambda x, y: x.var(-1) + y.std(-1), x, y, rtol=1e-5, atol=1e-6)
+    assert values(runba.fuse(lambda x: x.norm(dim=-1))(x))[0].shape == (4,)
+
+
+def test_outputs_never_alias_buffers_of_later_calls():
+    f = runba.fuse(double)
+    x = randn(4, 8)
+    first = f(x)
+    first_values = first.numpy().copy()
+    second = f(randn(4, 8, seed=1))
+    second.numpy()
+    np.testing.assert_array_equal(first.numpy(), first_values)
+    assert not np.shares_memory(first.numpy(), second.numpy())
+    first.add_(100)  # writing one output leaves the other alone
+    np.testing.assert_array_equal(second.numpy(), randn(4, 8, seed=1).numpy() * 2)

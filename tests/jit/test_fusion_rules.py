@@ -1,0 +1,292 @@
+"""One kernel-count test per fusion rule (DESIGN §4 Fusion rules), and fused == eager for each.
+
+Counts come from ``runba.jit.explain`` (the report's header and kernel lines) and from
+``cache_info().launches``. The functions are module-level so the explain call and the fused
+call share one compiled kernel; the large-size variants reuse the small tests' kernels
+(sizes are run-time loop bounds) and run their ``prange`` branches.
+"""
+
+import numpy as np
+import pytest
+from jitutil import (
+    Delta,
+    assert_fused_matches,
+    cut_lines,
+    explain_counts,
+    kernel_lines,
+    numpy_lines,
+    randn,
+    values,
+)
+
+import runba
+import runba.nn.functional as F
+from runba.jit import schedule
+from runba.kernels.loader import PARALLEL_THRESHOLD
+
+
+def chain(x, b):
+    return (x * 2 + b).tanh()
+
+
+def dot(x, y):
+    return (x * y).sum()
+
+
+def softmax(x):
+    return x.softmax(-1)
+
+
+def log_softmax(x):
+    return F.log_softmax(x, -1)
+
+
+def layer_norm(x, w, b):
+    return F.layer_norm(x, (x.shape[-1],), w, b)
+
+
+def log_softmax_by_logsumexp(x):
+    return x - x.logsumexp(-1, keepdim=True)
+
+
+# ---------------------------------------------------------------------------- pointwise
+def test_elementwise_chain_with_broadcasting_is_one_kernel():
+    x, b = randn(4, 8), randn(8, seed=1)
+    report = runba.jit.explain(chain, x, b)
+    assert explain_counts(report) == (1, 1, 0), report
+    assert kernel_lines(report) == ["pointwise kernel E_mul_add_tanh_f32 over [4, 8]"], report
+    d = assert_fused_matches(chain, x, b)
+    assert (d.launches, d.graphs) == (1, 1)
+
+
+def test_elementwise_chain_large_runs_the_parallel_branch_without_compiling():
+    x, b = randn(600, 300), randn(300, seed=1)
+    assert x.numel() >= PARALLEL_THRESHOLD
+    chain_small = assert_fused_matches(chain, randn(4, 8), randn(8, seed=1))
+    d = assert_fused_matches(chain, x, b)
+    assert d.launches == 1 and d.compiles == 0, "a new size compiled a second variant"
+    assert chain_small.launches == 1
+
+
+def test_broadcast_both_ways_and_rank3():
+    x, y = randn(3, 1, 5), randn(4, 1, seed=1)
+    d = assert_fused_matches(lambda x, y: (x * y - 1).abs(), x, y)
+    assert d.launches == 1
+
+
+def test_transposed_input_is_read_through_its_strides():
+    x = randn(8, 4).T  # non-contiguous
+    assert not x.is_contiguous()
+    d = assert_fused_matches(chain, x, randn(8, seed=1))
+    assert d.launches == 1
+
+
+# ---------------------------------------------------------------------------- reductions
+def test_elementwise_into_full_reduction_is_one_kernel():
+    x, y = randn(4, 8), randn(4, 8, seed=1)
+    report = runba.jit.explain(dot, x, y)
+    assert explain_counts(report) == (1, 1, 0), report
+    assert kernel_lines(report) == ["row kernel R_mul_sum_f32 over [4, 8]"], report
+    d = assert_fused_matches(dot, x, y, rtol=1e-5, atol=1e-5)
+    assert d.launches == 1
+
+
+def test_full_reduction_large_is_chunked_in_parallel():
+    # no rows: per-chunk partials in parallel, combined serially (same kernel as above)
+    x, y = randn(700, 300), randn(700, 300, seed=1)
+    assert x.numel() >= PARALLEL_THRESHOLD
+    assert_fused_matches(dot, randn(4, 8), randn(4, 8, seed=1), atol=1e-5)
+    got, want = None, float(np.sum(x.numpy().astype(np.float64) * y.numpy()))
+    with Delta() as d:
+        got = runba.fuse(dot)(x, y).item()
+    assert d.compiles == 0 and d.launches == 1
+    assert got == pytest.approx(want, rel=1e-4, abs=1e-2)
+
+
+@pytest.mark.parametrize(
+    "fn,args,name",
+    [
+        (softmax, (randn(4, 8),), "R_amax_sub_exp_sum_div_f32"),
+        (log_softmax, (randn(4, 8),), "R_amax_sub_exp_sum_log_f32"),
+        (layer_norm, (randn(4, 8), randn(8, seed=1), randn(8, seed=2)), "R_sum_div_sub_mul_"),
+        (log_softmax_by_logsumexp, (randn(4, 8),), "R_amax_"),
+    ],
+    ids=["softmax", "log_softmax", "layer_norm", "logsumexp"],
+)
+def test_reduce_then_broadcast_back_is_one_row_kernel(fn, args, name):
+    report = runba.jit.explain(fn, *args)
+    assert explain_counts(report) == (1, 1, 0), report
+    (line,) = kernel_lines(report)
+    assert line.startswith("row kernel " + name), report
+    assert line.endswith("over [4, 8]"), report
+    assert not numpy_lines(report), report
+    d = assert_fused_matches(fn, *args, rtol=1e-5, atol=1e-6)
+    assert d.launches == 1
+
+
+@pytest.mark.parametrize("shape", [(500, 300), (300, 500)])
+def test_row_kernels_large_run_in_parallel(shape):
+    x = randn(*shape)
+    assert_fused_matches(softmax, randn(4, 8))
+    d = assert_fused_matches(softmax, x, rtol=1e-5, atol=1e-7)
+    assert d.compiles == 0 and d.launches == 1
+    d = assert_fused_matches(softmax, randn(*shape[::-1]).T, rtol=1e-5, atol=1e-7)
+    assert d.launches == 1  # a transposed input: rows are strided
+
+
+def test_row_kernel_with_several_outer_axes():
+    # the broadcast input lacks axis 1, so the outer axes cannot merge: rows are divmod'ed
+    x, b = randn(3, 4, 5), randn(3, 1, 5, seed=1)
+
+    def fn(x, b):
+        h = x + b
+        return h * h.amax(-1, keepdim=True)
+
+    assert explain_counts(runba.jit.explain(fn, x, b)) == (1, 1, 0)
+    assert_fused_matches(fn, x, b)
+    d = assert_fused_matches(fn, randn(60, 50, 50), randn(60, 1, 50, seed=1))
+    assert d.compiles == 0
+
+
+def test_cross_entropy_matches_eager():
+    x, t = randn(4, 8), runba.tensor([1, 7, 3, 0])
+    report = runba.jit.explain(F.cross_entropy, x, t)
+    assert any(ln.startswith("row kernel R_amax_sub_exp_sum_log") for ln in kernel_lines(report))
+    assert_fused_matches(F.cross_entropy, x, t, lazy=False, rtol=1e-5, atol=1e-6)
+
+
+def test_row_values_do_not_broadcast_along_the_wrong_axis():
+    # x.sum(-1) has shape [4]: added to a [4, 4] tensor it broadcasts along rows, not
+    # columns - it must not join the row kernel as a per-row value
+    x = randn(4, 4)
+    fn = lambda x: x + x.sum(-1)  # noqa: E731
+    report = runba.jit.explain(fn, x)
+    assert explain_counts(report)[1] == 2, report
+    assert_fused_matches(fn, x, atol=1e-5)
+
+
+def test_two_trailing_axes_reduce_in_one_row_kernel():
+    x = randn(3, 4, 5)
+    fn = lambda x: (x * 2).sum((-2, -1), keepdim=True) * x  # noqa: E731
+    report = runba.jit.explain(fn, x)
+    assert explain_counts(report) == (1, 1, 0), report
+    assert_fused_matches(fn, x, atol=1e-5)
+
+
+def test_reduction_over_a_leading_axis_is_a_numpy_step():
+    x = randn(4, 8)
+    fn = lambda x: (x * 2).sum(0)  # noqa: E731
+    report = runba.jit.explain(fn, x)
+    assert explain_counts(report) == (1, 1, 0), report
+    (line,) = numpy_lines(report)
+    assert line.startswith("numpy sum#1 -> [8]") and "not trailing" in line, report
+    assert_fused_matches(fn, x, atol=1e-5)
+
+
+def test_integer_reduction_is_a_cut():
+    x = runba.tensor(np.arange(32).reshape(4, 8))
+    fn = lambda x: (x * 2).sum(-1)  # noqa: E731
+    report = runba.jit.explain(fn, x)
+    assert any("integer reduction" in ln for ln in cut_lines(report)), report
+    assert values(runba.fuse(fn)(x))[0].tolist() == (x * 2).sum(-1).tolist()
+
+
+# ---------------------------------------------------------------------------- cuts
+def test_matmul_is_a_cut_and_bias_relu_one_epilogue_kernel():
+    x, w, b = randn(4, 8), randn(8, 5, seed=1), randn(5, seed=2)
+    fn = lambda x, w, b: F.relu(x @ w + b)  # noqa: E731
+    report = runba.jit.explain(fn, x, w, b)
+    assert explain_counts(report) == (1, 1, 1), report
+    (cut,) = cut_lines(report)
+    assert cut.startswith("eager matmul: "), report
+    assert kernel_lines(report) == ["pointwise kernel E_add_relu_f32 over [4, 5]"], report
+    d = assert_fused_matches(fn, x, w, b)
+    assert d.launches == 1
+
+
+def test_view_of_a_computed_value_is_a_cut():
+    x = randn(4, 8)
+    fn = lambda x: (x * 2).reshape(8, 4) + 1  # noqa: E731
+    report = runba.jit.explain(fn, x)
+    assert explain_counts(report) == (1, 2, 0), report
+    (line,) = numpy_lines(report)
+    assert line.startswith("numpy reshape#1 -> [8, 4]: view"), report
+    assert "#0 (read later)" in report, report
+    d = assert_fused_matches(fn, x)
+    assert d.launches == 2
+
+
+def test_views_of_inputs_are_free():
+    # a view of a concrete tensor runs eagerly and is read through its strides
+    x = randn(4, 8)
+    fn = lambda x: (x.reshape(8, 4).T * 2).exp()  # noqa: E731
+    report = runba.jit.explain(fn, x)
+    assert explain_counts(report) == (1, 1, 0), report
+    assert not numpy_lines(report)
+    assert_fused_matches(fn, x)
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda x: (x * 2).T + 1,
+        lambda x: (x * 2)[:, ::2].exp().sum(-1),
+        lambda x: (x * 2).sum(-1, keepdim=True).expand(8, 8) * x,
+        lambda x: x - (x * 2).sum(-1).unsqueeze(-1),
+        lambda x: (lambda a: a + a.T)(x * 2),
+    ],
+    ids=["transpose", "slice", "expand", "unsqueeze", "self-transpose"],
+)
+def test_views_of_lazy_values_match_eager(fn):
+    assert_fused_matches(fn, randn(8, 8), atol=1e-5)
+
+
+# ---------------------------------------------------------------------------- limits
+def test_group_size_limit_splits_long_chains():
+    def long_chain(x):
+        for _ in range(schedule.MAX_GROUP_NODES // 2 + 4):  # > MAX_GROUP_NODES ops
+            x = x * 1.01 + 0.01
+        return x
+
+    x = randn(4, 8)
+    report = runba.jit.explain(long_chain, x)
+    assert explain_counts(report)[1] >= 2, report
+    assert f"group size limit ({schedule.MAX_GROUP_NODES} nodes)" in report
+    d = assert_fused_matches(long_chain, x, rtol=1e-5, atol=1e-5)
+    assert d.launches >= 2
+
+
+def test_array_limit_splits_wide_groups():
+    xs = [randn(4, 8, seed=k) for k in range(schedule.MAX_GROUP_ARRAYS + 4)]
+
+    def wide(*xs):
+        out = xs[0] * 2
+        for x in xs[1:]:
+            out = out + x
+        return out
+
+    report = runba.jit.explain(wide, *xs)
+    assert explain_counts(report)[1] >= 2, report
+    assert_fused_matches(wide, *xs, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------- outputs
+def test_intermediates_kept_by_the_user_are_written_once():
+    x = randn(4, 8)
+    fn = lambda x: (x * 2, (x * 2).exp().sum(-1))  # noqa: E731
+    report = runba.jit.explain(fn, x)
+    assert explain_counts(report)[1] <= 2, report
+    assert_fused_matches(fn, x, atol=1e-5)
+
+
+def test_dead_values_are_not_computed():
+    x = randn(4, 8)
+
+    def fn(x):
+        (x * 3).exp()  # never used: no kernel writes it
+        return x + 1
+
+    report = runba.jit.explain(fn, x)
+    assert explain_counts(report)[1] == 1, report
+    assert "E_add_f32" in report and "E_mul_exp" not in report, report
+    assert_fused_matches(fn, x)
