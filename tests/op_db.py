@@ -2387,6 +2387,7 @@ add(
     lambda x: C.max_pool2d(x, (2, 3), return_indices=True),
     lambda x: ref_max_pool2d(x, (2, 3), indices=True),
     _dimg,
+    prim="max_pool2d_indices",  # return_indices gathers at the indices (no max_pool2d op)
 )
 add("avg_pool2d", "basic", lambda x: C.avg_pool2d(x, 2), lambda x: ref_avg_pool2d(x, 2), _img)
 add(
@@ -2461,7 +2462,7 @@ COVERED_BY = {
     "im2col": "conv2d-basic",
     "col2im": "conv2d-basic",
     "max_pool2d_indices": "max_pool2d-basic",
-    "plane_gather": "max_pool2d-basic",
+    "plane_gather": "max_pool2d-indices",
     "plane_scatter_add": "max_pool2d-basic",
     "avg_pool2d_backward": "avg_pool2d-basic",
     "adaptive_avg_pool2d_backward": "adaptive_avg_pool2d-divisible",

@@ -8,7 +8,9 @@ import pytest
 
 import runba
 import runba.ops.conv as C  # until runba.ops imports it
+from runba._state import STATE
 from runba.autograd import gradcheck
+from runba.ops.registry import run_eager
 
 RNG = np.random.default_rng(1234)
 
@@ -278,6 +280,75 @@ def test_max_pool2d_overlapping_windows_accumulate():
     assert x.grad.numpy()[0, 0, 1, 1] == 4.0 and x.grad.numpy().sum() == 4.0
 
 
+class _OpSpy:
+    """Records the registry ops dispatched (forward and backward) and runs them eagerly: the
+    registry's capture seam used as a spy (as in tests/test_ops.py)."""
+
+    def __init__(self):
+        self.seen = []
+
+    def record(self, op, inputs, attrs):
+        self.seen.append(op.name)
+        return run_eager(op, inputs, attrs)
+
+    def __enter__(self):
+        self._prev, STATE.capture = STATE.capture, self
+        return self
+
+    def __exit__(self, *exc):
+        STATE.capture = self._prev
+
+
+def test_max_pool2d_inference_computes_no_indices():
+    x = RNG.standard_normal((2, 3, 8, 8))
+    ref, _ = ref_max_pool2d(x, (2, 2), (2, 2), (0, 0))
+    with runba.no_grad(), _OpSpy() as spy:
+        out = C.max_pool2d(t(x, True), 2)
+    assert spy.seen == ["max_pool2d"]
+    np.testing.assert_array_equal(out.numpy(), ref)
+    with _OpSpy() as spy:  # grad enabled, but the input needs none
+        C.max_pool2d(t(x), 2)
+    assert spy.seen == ["max_pool2d"]
+
+
+def test_max_pool2d_backward_recomputes_argmax():
+    x = t(RNG.standard_normal((2, 3, 8, 8)), True)
+    with _OpSpy() as spy:
+        y = C.max_pool2d(x, 2)
+        assert spy.seen == ["max_pool2d"]  # the forward keeps no indices either
+        y.backward(t(np.ones(y.shape)))
+    assert "max_pool2d_indices" in spy.seen and "plane_scatter_add" in spy.seen
+    _, idx = ref_max_pool2d(x.detach().numpy(), (2, 2), (2, 2), (0, 0))
+    want = np.zeros((6, 64))
+    for pl, ii in enumerate(idx.reshape(6, -1)):
+        want[pl, ii] += 1.0
+    np.testing.assert_array_equal(x.grad.numpy(), want.reshape(x.shape))
+
+
+def test_max_pool2d_gradient_at_ties_and_nan():
+    # equal maxima: the first (row-major) gets the gradient; NaN windows: the last NaN
+    x = np.zeros((1, 1, 4, 4))
+    x[0, 0, 2:, 2:] = [[1.0, np.nan], [np.nan, 1.0]]
+    for dtype in (np.float64, np.float32):
+        xt = t(x.astype(dtype), True)
+        y = C.max_pool2d(xt, 2)
+        np.testing.assert_array_equal(np.isnan(y.detach().numpy()), [[[[0, 0], [0, 1]]]])
+        y.backward(t(np.array([[[[1.0, 2.0], [3.0, 4.0]]]], dtype)))
+        want = np.zeros((4, 4))
+        want[0, 0], want[0, 2], want[2, 0], want[3, 2] = 1.0, 2.0, 3.0, 4.0
+        np.testing.assert_array_equal(xt.grad.numpy()[0, 0], want)
+        assert xt.grad.dtype is y.dtype
+
+
+def test_max_pool2d_values_equal_with_and_without_indices():
+    x = RNG.standard_normal((3, 4, 11, 13)).astype(np.float32)
+    x[0, 1, 4, 4] = np.nan
+    for k, kw in [(2, {}), (3, {"stride": 2, "padding": 1, "ceil_mode": True}), ((2, 3), {})]:
+        plain = C.max_pool2d(t(x), k, **kw).numpy()
+        out, idx = C.max_pool2d(t(x), k, return_indices=True, **kw)
+        np.testing.assert_array_equal(plain, out.numpy())
+
+
 AVG_CASES = [
     ((2, 3, 8, 8), 2, {}),
     ((1, 2, 9, 7), 3, {"stride": 2, "padding": 1}),
@@ -423,3 +494,68 @@ def test_against_torch_if_installed():
     )  # fmt: skip
     o = F.adaptive_avg_pool2d(xp, (4, 3))
     np.testing.assert_allclose(C.adaptive_avg_pool2d(t(x), (4, 3)).numpy(), o.numpy(), atol=1e-6)
+
+
+def test_max_pool2d_against_torch_if_installed():
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(5)
+    cases = [
+        (2, {}),
+        (3, {"stride": 2, "padding": 1}),
+        (3, {"stride": 1, "padding": 1, "ceil_mode": True}),
+        ((2, 3), {"stride": (1, 2), "dilation": (2, 1), "padding": (1, 1)}),
+        ((3, 2), {"stride": (3, 2), "ceil_mode": True}),
+    ]
+    for kind in ("normal", "ties", "special"):
+        if kind == "normal":
+            x = rng.standard_normal((2, 3, 13, 14))
+        elif kind == "ties":
+            x = rng.integers(-2, 3, (2, 3, 13, 14)).astype(np.float64)
+        else:
+            x = rng.choice([-np.inf, np.inf, np.nan, 0.0, 1.0, -1.0], (2, 3, 13, 14))
+        for dtype in (np.float32, np.float64):
+            xx = x.astype(dtype)
+            for k, kw in cases:
+                tx = torch.tensor(xx, requires_grad=True)
+                to, ti = F.max_pool2d(tx, k, return_indices=True, **kw)
+                g = rng.standard_normal(to.shape).astype(dtype)
+                to.backward(torch.tensor(g))
+                rx = t(xx, True)
+                ro = C.max_pool2d(rx, k, **kw)
+                ro.backward(t(g))
+                np.testing.assert_array_equal(ro.detach().numpy(), to.detach().numpy())
+                np.testing.assert_array_equal(rx.grad.numpy(), tx.grad.numpy())
+                with runba.no_grad():
+                    np.testing.assert_array_equal(
+                        C.max_pool2d(t(xx), k, **kw).numpy(), to.detach().numpy()
+                    )
+                ri = C.max_pool2d(t(xx), k, return_indices=True, **kw)[1]
+                np.testing.assert_array_equal(ri.numpy(), ti.numpy())
+
+
+def test_seed_cnn_layers_against_torch_if_installed():
+    # the benchmark's shapes (examples/mnist_cnn.py), float32, forward and every gradient
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((4, 1, 28, 28)).astype(np.float32)
+    w1 = (rng.standard_normal((20, 1, 5, 5)) * 0.2).astype(np.float32)
+    b1 = rng.standard_normal(20).astype(np.float32)
+    w2 = (rng.standard_normal((40, 20, 5, 5)) * 0.05).astype(np.float32)
+    b2 = rng.standard_normal(40).astype(np.float32)
+    g = rng.standard_normal((4, 40, 8, 8)).astype(np.float32)
+
+    def net(lib_conv, lib_pool, relu, x, w1, b1, w2, b2):
+        h = lib_pool(relu(lib_conv(x, w1, b1)), 2)
+        return relu(lib_conv(h, w2, b2))
+
+    tt = [torch.tensor(a, requires_grad=True) for a in (x, w1, b1, w2, b2)]
+    to = net(F.conv2d, F.max_pool2d, torch.relu, *tt)
+    to.backward(torch.tensor(g))
+    rt = [t(a, True) for a in (x, w1, b1, w2, b2)]
+    ro = net(C.conv2d, C.max_pool2d, runba.relu, *rt)
+    ro.backward(t(g))
+    np.testing.assert_allclose(ro.detach().numpy(), to.detach().numpy(), rtol=1e-4, atol=1e-4)
+    for r, tg in zip(rt, tt):
+        np.testing.assert_allclose(r.grad.numpy(), tg.grad.numpy(), rtol=1e-3, atol=1e-3)
