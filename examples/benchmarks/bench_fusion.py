@@ -28,6 +28,8 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # examples/ (mnist_cnn.Net)
 
+from bench_seed_cnn import torch_net  # noqa: E402 - same directory
+
 import runba  # noqa: E402
 import runba.nn.functional as F  # noqa: E402
 from runba import nn  # noqa: E402
@@ -154,29 +156,6 @@ def case_chain(repeats, torch):
     )
 
 
-def _torch_net(torch):
-    tnn = torch.nn
-
-    class TNet(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.features = tnn.Sequential(
-                tnn.Conv2d(1, 20, 5),
-                tnn.ReLU(),
-                tnn.MaxPool2d(2),
-                tnn.Conv2d(20, 40, 5),
-                tnn.ReLU(),
-            )
-            self.classifier = tnn.Sequential(
-                tnn.Linear(2560, 100), tnn.ReLU(), tnn.Linear(100, 10), tnn.LogSoftmax(dim=1)
-            )
-
-        def forward(self, x):
-            return self.classifier(torch.flatten(self.features(x), 1))
-
-    return TNet()
-
-
 def case_cnn(repeats, torch):
     from mnist_cnn import Net
 
@@ -194,7 +173,7 @@ def case_cnn(repeats, torch):
     fns["runba fused"] = lambda: run(fused_model)
     ratios = {}
     if torch is not None:
-        tmodel = _torch_net(torch).eval()
+        tmodel = torch_net().eval()
         px = torch.from_numpy(x.numpy())
 
         def trun():

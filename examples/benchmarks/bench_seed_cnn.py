@@ -68,10 +68,10 @@ def runba_step(batch: int):
     return step, infer
 
 
-def torch_step(batch: int):
+def torch_net():
+    """examples/mnist_cnn.py's Net written for torch (also used by bench_fusion.py)."""
     import torch
     import torch.nn as nn
-    import torch.nn.functional as F  # noqa: N812
 
     class Net(nn.Module):
         def __init__(self):
@@ -86,8 +86,15 @@ def torch_step(batch: int):
         def forward(self, x):
             return self.classifier(torch.flatten(self.features(x), 1))
 
+    return Net()
+
+
+def torch_step(batch: int):
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+
     torch.manual_seed(0)
-    model = Net()
+    model = torch_net()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x = torch.randn(batch, 1, 28, 28)
     y = torch.randint(0, 10, (batch,))

@@ -25,6 +25,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from runba.kernels.cpu.conv import _valid  # output range whose inputs lie inside
 from runba.kernels.loader import PARALLEL_THRESHOLD, njit_cached
 from runba.kernels.threads import after_blas
 
@@ -66,18 +67,6 @@ __all__ = [
 # -inf at flat index 0.
 _U1 = np.uint64(1)
 _U2 = np.uint64(2)
-
-
-@njit(inline="always")
-def _valid(start, step, n_out, size):
-    """``[lo, hi)``: the ``o < n_out`` with ``0 <= start + o * step < size`` (``step >= 1``)."""
-    lo = 0
-    while lo < n_out and start + lo * step < 0:
-        lo += 1
-    hi = n_out
-    while hi > lo and start + (hi - 1) * step >= size:
-        hi -= 1
-    return lo, hi
 
 
 @njit(inline="always")

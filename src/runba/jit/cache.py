@@ -52,6 +52,7 @@ def get_plan(key):
         if plan is not None:
             PLANS.move_to_end(key)
             _stats["plan_hits"] += 1
+            _last_key[0] = key  # what the next miss is explained against
         else:
             _stats["plan_misses"] += 1
         _stats["graphs"] += 1
@@ -70,7 +71,8 @@ def count_launch(n: int = 1) -> None:
 
 
 def miss_reason(key) -> str:
-    """Why ``key`` missed: how it differs from the previous graph's key (the usual culprit)."""
+    """Why ``key`` missed the plan cache: how it differs from the previous graph's key (the
+    usual culprit)."""
     prev, _last_key[0] = _last_key[0], key
     if prev is None:
         return "first graph in this process"

@@ -242,8 +242,6 @@ def run_graph(graph) -> None:
             f"new plan ({reason}): {len(nodes)} nodes -> {len(plan.steps)} steps "
             f"in {(time.perf_counter() - t0) * 1e3:.2f} ms",
         )
-    else:
-        cache.miss_reason(key)
     for fn in listeners:
         fn("plan", graph, plan, kept)
     values: list = [None] * len(nodes)

@@ -146,26 +146,24 @@ class _Builder:
                 return None  # a non-keepdim row value would broadcast along the wrong axes
         return role
 
+    def _new_arrays(self, g, node) -> int:
+        """Arrays ``node`` would add to ``g``'s kernel arguments (an upper bound)."""
+        return sum(
+            1
+            for x in node.inputs
+            if isinstance(x, np.ndarray)
+            or (isinstance(x, LazyNode) and self.step_of[x.index] is not g)
+        )
+
     def _fits(self, g, node) -> bool:
         if len(g.nodes) >= MAX_GROUP_NODES:
             return False
-        new_arrays = sum(
-            1
-            for x in node.inputs
-            if isinstance(x, np.ndarray)
-            or (isinstance(x, LazyNode) and self.step_of[x.index] is not g)
-        )
-        return g.arrays + new_arrays + 1 <= MAX_GROUP_ARRAYS
+        return g.arrays + self._new_arrays(g, node) + 1 <= MAX_GROUP_ARRAYS
 
     def _add(self, g, node, role):
+        g.arrays += self._new_arrays(g, node)
         g.nodes.append(node.index)
         g.roles[node.index] = role
-        g.arrays += sum(
-            1
-            for x in node.inputs
-            if isinstance(x, np.ndarray)
-            or (isinstance(x, LazyNode) and self.step_of[x.index] is not g)
-        )
         self.step_of[node.index] = g
 
     def _numpy(self, node, reason):
@@ -184,21 +182,21 @@ class _Builder:
 
     # -- the rules
     def elementwise(self, node):
-        for g in self._groups_of_inputs(node):
+        producers = self._groups_of_inputs(node)
+        for g in producers:
             role = self._role(g, node)
-            if role is None:
-                continue
-            if not self._deps_ok(g, node):
+            if role is None or not self._deps_ok(g, node):
                 continue
             if not self._fits(g, node):
                 break
             self._add(g, node, role)
             return
-        reason = "start" if not self._groups_of_inputs(node) else "shape differs from producers"
-        if self._groups_of_inputs(node) and all(
-            len(g.nodes) >= MAX_GROUP_NODES for g in self._groups_of_inputs(node)
-        ):
+        if not producers:
+            reason = "start"
+        elif all(len(g.nodes) >= MAX_GROUP_NODES for g in producers):
             reason = f"group size limit ({MAX_GROUP_NODES} nodes)"
+        else:
+            reason = "shape differs from producers"
         g = self._new_group(node.shape, 0, (node.index, None), reason)
         self._add(g, node, FULL)
 

@@ -16,6 +16,8 @@ import itertools
 from collections import OrderedDict, namedtuple
 
 from runba._state import STATE as _STATE
+from runba.jit.capture import capturing as _capturing
+from runba.jit.capture import is_enabled as _jit_enabled
 from runba.nn.parameter import Buffer, Parameter
 from runba.tensor import Tensor
 
@@ -168,23 +170,9 @@ class Module:
 
     # ------------------------------------------------------------------ call
     def __call__(self, *args, **kwargs):
-        if self._runba_fused and _STATE.capture is None:
-            return self._call_fused(args, kwargs)
-        if self._forward_hooks or self._forward_pre_hooks:
-            return self._call_with_hooks(args, kwargs)
-        try:
-            return self.forward(*args, **kwargs)
-        except _ANNOTATED as e:
-            _annotate(e, self)
-            raise
-
-    def _call_fused(self, args, kwargs):
-        from runba.jit.capture import capturing, is_enabled
-
-        if is_enabled():
-            with capturing():
+        if self._runba_fused and _STATE.capture is None and _jit_enabled():
+            with _capturing():  # runba.fuse: record this call (the branch is skipped inside)
                 return self(*args, **kwargs)
-        # RUNBA_JIT=0: the plain call, eagerly
         if self._forward_hooks or self._forward_pre_hooks:
             return self._call_with_hooks(args, kwargs)
         try:
