@@ -6,6 +6,7 @@ References are written by hand (closed-form derivatives), never by asking runba.
 from __future__ import annotations
 
 import threading
+import weakref
 
 import numpy as np
 import pytest
@@ -977,3 +978,38 @@ def test_gradcheck_of_a_function_that_takes_gradients():
         return g
 
     assert runba.autograd.gradcheck(first_derivative, (x,))
+
+
+def test_graph_of_a_training_step_is_freed_without_the_garbage_collector():
+    """Saved outputs must not form out -> grad_fn -> out cycles: those keep every activation
+    alive until gc runs, and the step page-faults its buffers back in."""
+    import gc
+
+    from runba import nn
+
+    model = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3), nn.Sigmoid())
+    x = runba.randn(4, 6)
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        y = model(x).exp().relu().sqrt()
+        probe = weakref.ref(y.grad_fn)
+        y.sum().backward()
+        del y
+        assert probe() is None, "the backward graph survived its last reference"
+        y = model(x).exp()
+        probe = weakref.ref(y.grad_fn)
+        del y  # never backwarded: must still be freed by reference counting alone
+        assert probe() is None
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def test_saved_output_sees_in_place_writes_and_version_check_still_fires():
+    x = runba.randn(3, requires_grad=True)
+    y = x.exp()
+    y.add_(1)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()

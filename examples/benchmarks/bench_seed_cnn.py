@@ -30,14 +30,20 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def _time_steps(step, warmup: int, repeats: int) -> list[float]:
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t)
+def _time_rounds(fns: dict, rounds: int, per_round: int) -> dict[str, list[float]]:
+    """Seconds per call of each variant, in ``rounds`` alternating blocks of ``per_round``
+    timed calls, so drift on a shared machine hits all variants alike. Each block starts with
+    two untimed calls: runba's and torch's OpenMP pools spin for a while after a parallel
+    region, and the first calls after a switch pay for the other library's spinning."""
+    times = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            fn()
+            fn()
+            for _ in range(per_round):
+                t = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t)
     return times
 
 
@@ -116,27 +122,25 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=10, help="timed calls per round")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
 
     import runba
 
     runba.set_num_threads(args.threads)
-    rows = {}
-    step, infer = runba_step(args.batch)
-    rows["runba train step"] = _time_steps(step, 3, args.repeats)
-    rows["runba inference"] = _time_steps(infer, 3, args.repeats)
+    fns = {}
+    fns["runba train step"], fns["runba inference"] = runba_step(args.batch)
     try:
         import torch
 
         torch.set_num_threads(args.threads)
-        tstep, tinfer = torch_step(args.batch)
-        rows["torch train step"] = _time_steps(tstep, 3, args.repeats)
-        rows["torch inference"] = _time_steps(tinfer, 3, args.repeats)
+        fns["torch train step"], fns["torch inference"] = torch_step(args.batch)
         torch_version = torch.__version__
     except ImportError:
         torch_version = None
+    rows = _time_rounds(fns, args.rounds, args.repeats)
 
     med = {k: statistics.median(v) * 1e3 for k, v in rows.items()}
     print(f"seed CNN, batch {args.batch}, {args.threads} threads, {_cpu_name()}")

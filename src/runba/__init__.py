@@ -11,7 +11,12 @@ runba.Size([4, 3])
 
 __version__ = "0.1.0"
 
-from runba import autograd, cuda, utils
+from runba import (
+    _malloc,  # noqa: F401 - tunes glibc malloc once, before any tensor
+    autograd,
+    cuda,
+    utils,
+)
 from runba.autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
 from runba.creation import (
     arange,

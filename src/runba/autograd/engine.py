@@ -43,7 +43,7 @@ class Node:
         "needs",
         "in_meta",
         "inputs",
-        "out",
+        "saved_out",
         "versions",
         "hooks",
         "retained",
@@ -58,7 +58,7 @@ class Node:
         self.needs = needs
         self.in_meta = in_meta  # per input: (shape, dtype) for tensors, None for scalars
         self.inputs = None
-        self.out = None
+        self.saved_out = None
         self.versions = None
         self.hooks = None
         self.retained = None
@@ -73,6 +73,22 @@ class Node:
 
     def __repr__(self):
         return f"<{self.name()} object>"
+
+    @property
+    def out(self):
+        """The op's saved output. It is stored as an alias without ``grad_fn`` so that
+        ``out.grad_fn -> node -> out`` is no reference cycle (cycles keep activations alive
+        until the garbage collector runs). Under ``create_graph`` the vjp gets an alias whose
+        ``grad_fn`` is this node, so second-order gradients flow through it."""
+        t = self.saved_out
+        if t is None or not STATE.grad_enabled or t._lazy is not None:
+            return t
+        a = registry.Tensor._make(t._data, t.dtype)
+        a._version = t._version
+        a._base = t._base
+        a.grad_fn = self
+        a._rg = True
+        return a
 
     @property
     def next_functions(self):
@@ -96,7 +112,8 @@ class Node:
 
     def release(self):
         self.inputs = None
-        self.out = None
+        self.saved_out = None
+        self.versions = None
         self.released = True
 
 
@@ -183,8 +200,13 @@ def record_node(op, inputs, attrs, out) -> None:
                 if isinstance(a, Tensor):
                     versions.append((a, a._version[0]))
         if saves & SAVE_OUTPUT:
-            node.out = out
-            versions.append((out, out._version[0]))
+            saved = out
+            if out._lazy is None:  # a lazy output's value arrives later, in `out` itself
+                saved = registry.Tensor._make(out._data, out.dtype)
+                saved._version = out._version  # shared: in-place writes to out are seen
+                saved._base = out._base
+            node.saved_out = saved
+            versions.append((saved, out._version[0]))
         node.versions = versions
     out.grad_fn = node
     out._rg = True
