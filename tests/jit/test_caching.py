@@ -343,3 +343,34 @@ def test_outputs_never_alias_buffers_of_later_calls():
     assert not np.shares_memory(first.numpy(), second.numpy())
     first.add_(100)  # writing one output leaves the other alone
     np.testing.assert_array_equal(second.numpy(), randn(4, 8, seed=1).numpy() * 2)
+
+
+def test_same_group_at_another_graph_position_compiles_nothing():
+    """Kernel source names values by their place in the group, not in the graph: the same
+    group after other nodes is the same kernel (one compile, one disk entry)."""
+
+    def alone(x, b):
+        return (x * b).tanh()
+
+    def after_another_group(p, x, b):
+        return (p - 1.0).abs(), (x * b).tanh()  # separate groups: different shapes
+
+    x, b, p = randn(4, 8, seed=5), randn(8, seed=6), randn(3, seed=7)
+    runba.fuse(after_another_group)(p, x, b)[1].numpy()
+    with Delta() as d:
+        got = runba.fuse(alone)(x, b).numpy()
+    assert d.plan_misses == 1 and d.compiles == 0 and d.disk_hits == 0
+    np.testing.assert_allclose(got, alone(x, b).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_row_kernel_keeps_expensive_values_for_its_last_pass(monkeypatch, capsys):
+    """Softmax computes exp once per element: the sum pass stores it in a scratch row that
+    the output pass reads (one exp call per branch, serial and parallel)."""
+    x = randn(6, 16, seed=3)
+    runba.jit.clear_cache()
+    monkeypatch.setenv("RUNBA_DEBUG", "4")
+    got = runba.fuse(softmax)(x).numpy()
+    src = capsys.readouterr().err
+    assert "def R_amax_sub_exp_sum_div_f32(" in src
+    assert src.count("exp_f32(") == 2 and "np.empty(n1, np.float32)" in src
+    np.testing.assert_allclose(got, softmax(x).numpy(), rtol=1e-5, atol=1e-7)

@@ -273,6 +273,18 @@ class _Emitter:
         self.imports: set = set()
         # loop index variable of each layout axis
         self.var = {ax: f"i{ax}" for ax in range(len(layout.axes))}
+        # Value names follow the group's own order, not graph positions: the same group
+        # anywhere in any graph renders the same source (one compile, one disk entry).
+        self.local = {i: k for k, i in enumerate(group.nodes)}
+        # Row kernels: values computed in one pass and read again in a later pass are kept in
+        # a per-row scratch buffer w<k> instead of being recomputed (softmax's exp).
+        self.stash: dict = {}  # node -> pass that computes and stores it
+        self.stash_index = ""
+        self.pass_id = 0
+        self.emitted: dict = {}  # pass -> nodes computed in that pass
+
+    def name(self, i, kind="v"):
+        return f"{kind}{self.local[i]}"
 
     def access(self, name, axes):
         if not axes:
@@ -311,10 +323,23 @@ class _Emitter:
         body = node.op.expr(SourceOps(compute, self.imports), *operands, **node.attrs)
         if node.dtype != compute and node.dtype.np.name != "bool":
             body = f"{np_type(node.dtype)}({body})"
-        name = f"v{i}"
+        name = self.name(i)
         lines.append(" " * indent + f"{name} = {body}")
+        if self.stash.get(i) == self.pass_id:
+            lines.append(" " * indent + f"{self.name(i, 'w')}[{self.stash_index}] = {name}")
+        self.emitted.setdefault(self.pass_id, set()).add(i)
         memo[-1][i] = name
         return name
+
+    def pass_scope(self, memo, pass_id):
+        """Memo for a new inner-loop pass: stashed values of earlier passes are loads."""
+        self.pass_id = pass_id
+        seeded = {
+            i: f"{self.name(i, 'w')}[{self.stash_index}]"
+            for i, p in self.stash.items()
+            if p < pass_id
+        }
+        return memo + [seeded]
 
 
 def _dtype_of(x, compute):
@@ -327,7 +352,7 @@ def _dtype_of(x, compute):
     return compute  # scalars are passed already in the compute dtype
 
 
-_LOCAL = re.compile(r"\b(v\d+|i\d+|p\d+|t\d+|q|acc|lo|hi|c|nch)\b")
+_LOCAL = re.compile(r"\b(v\d+|w\d+|i\d+|p\d+|t\d+|q|acc|lo|hi|c|nch)\b")
 
 
 def _parallel_names(lines):
@@ -336,19 +361,69 @@ def _parallel_names(lines):
     return [_LOCAL.sub(r"\1_", line) for line in lines]
 
 
+# Relative cost of recomputing one node in a later pass (a scratch store + load costs ~2).
+_HEAVY = {"div": 4, "sqrt": 4, "pow": 8, "sin": 8, "cos": 8, "tan": 8, **dict.fromkeys(_MATHLIB, 8)}
+_STASH_MIN_COST = 4
+
+
+def _recompute_cost(i, group, nodes, red_set, stash):
+    """Ops a later pass would redo to recompute node ``i`` (its FULL-role subtree)."""
+    cost, todo, seen = 0, [i], set()
+    while todo:
+        j = todo.pop()
+        if j in seen or j in red_set or (j != i and j in stash):
+            continue
+        seen.add(j)
+        if group.roles.get(j) != FULL:
+            continue
+        cost += _HEAVY.get(nodes[j].op.name, 1)
+        todo.extend(x.index for x in nodes[j].inputs if isinstance(x, LazyNode))
+    return cost
+
+
 def render(group, nodes, args, scalars, layout, target: str = "cpu"):
     """Source and function name of the kernel for ``group`` with ``layout``.
 
     ``args`` are the group's :class:`ArrayArg` inputs (each with ``role``), ``scalars`` the
     ``(node, pos)`` of its scalar operands. The kernel's parameters are the loop sizes,
     then ``a0..`` (inputs), ``s0..`` (scalars), ``o0..`` (outputs, ``group.outputs`` order)
-    and ``chunks``, the parallel chunk count of a kernel without rows (passed in: reading
-    numba's thread count inside a kernel makes it uncacheable).
+    and ``chunks``, the parallel chunk count (passed in: reading numba's thread count inside
+    a kernel makes it uncacheable).
     """
     if target != "cpu":
         raise NotImplementedError(f"codegen target {target!r} (only 'cpu' exists)")
     scalar_of = {ref: f"s{k}" for k, ref in enumerate(scalars)}
-    em = _Emitter(group, nodes, args, layout, scalar_of)
+    m = layout.n_outer
+    n_inner = len(layout.axes) - m
+    red_set = set(group.reductions)
+    stash: dict = {}
+    # Row kernels with one inner axis keep expensive cross-pass values in scratch rows:
+    # render, find values a later pass recomputes, stash the latest one, render again.
+    while True:
+        em = _Emitter(group, nodes, args, layout, scalar_of)
+        em.stash = dict(stash)
+        em.stash_index = f"i{m}"
+        src, name = _render(em, group, nodes, args, scalars, layout)
+        if m < 1 or n_inner != 1 or not group.reductions:
+            return src, name
+        best = None
+        for q, later in em.emitted.items():
+            for p, earlier in em.emitted.items():
+                if p >= q:
+                    continue
+                for i in earlier & later:
+                    if i in stash:
+                        continue
+                    if _recompute_cost(i, group, nodes, red_set, stash) < _STASH_MIN_COST:
+                        continue
+                    if best is None or i > best[0]:
+                        best = (i, p)
+        if best is None:
+            return src, name
+        stash[best[0]] = best[1]
+
+
+def _render(em, group, nodes, args, scalars, layout):
     name = kernel_name(group, nodes)
     n_axes = len(layout.axes)
     m = layout.n_outer
@@ -391,21 +466,21 @@ def render(group, nodes, args, scalars, layout, target: str = "cpu"):
 
     def full_pass(lines, ind, memo, lo_hi=None):
         ind2 = inner_loops(lines, ind, lo_hi)
-        memo2 = memo + [{}]
+        memo2 = em.pass_scope(memo, len(reds))
         for k, i in full_outs:
             v = em.emit(i, memo2, lines, ind2)
             lines.append(" " * ind2 + f"{em.access(f'o{k}', layout.out_axes[k])} = {v}")
 
-    def reduce_pass(lines, ind, memo, r, acc, lo_hi=None):
+    def reduce_pass(lines, ind, memo, r, acc, pass_id, lo_hi=None):
         node = nodes[r]
         t = np_type(node.dtype)
         lines.append(" " * ind + f"{acc} = {t}({_INIT[node.op.name]})")
         ind2 = inner_loops(lines, ind, lo_hi)
-        memo2 = memo + [{}]
+        memo2 = em.pass_scope(memo, pass_id)
         v = em.value(r, 0, FULL, memo2, lines, ind2)
         lines.append(" " * ind2 + f"{acc} = {_update(node.op.name, acc, v)}")
 
-    def row_body(lines, ind, parallel):
+    def row_body(lines, ind):
         """One row (m >= 1): indices from q, then stages, row outputs, the full pass."""
         if m == 1:
             lines.append(" " * ind + "i0 = q")
@@ -421,9 +496,10 @@ def render(group, nodes, args, scalars, layout, target: str = "cpu"):
         memo = [{}]
         done, emitted = set(), set()
         row_prologue(lines, ind, memo, done, emitted)
-        for r in reds:
-            reduce_pass(lines, ind, memo, r, f"v{r}")
-            memo[0][r] = f"v{r}"
+        for p, r in enumerate(reds):
+            acc = em.name(r)
+            reduce_pass(lines, ind, memo, r, acc, p)
+            memo[0][r] = acc
             done.add(r)
             row_prologue(lines, ind, memo, done, emitted)
         for k, i in row_outs:
@@ -431,6 +507,11 @@ def render(group, nodes, args, scalars, layout, target: str = "cpu"):
             lines.append(" " * ind + f"{em.access(f'o{k}', layout.out_axes[k])} = {v}")
         if full_outs:
             full_pass(lines, ind, memo)
+
+    def scratch(lines, ind):
+        for i in sorted(em.stash, key=em.local.get):
+            t = np_type(nodes[i].dtype)
+            lines.append(" " * ind + f"{em.name(i, 'w')} = np.empty(n{m}, {t})")
 
     def chunked(lines, ind, parallel):
         """No outer axes (one row): chunks of the first inner axis."""
@@ -441,20 +522,20 @@ def render(group, nodes, args, scalars, layout, target: str = "cpu"):
         memo = [{}]
         done, emitted = set(), set()
         row_prologue(lines, ind, memo, done, emitted)
-        for r in reds:
+        for p, r in enumerate(reds):
             t = np_type(nodes[r].dtype)
-            lines.append(" " * ind + f"p{r} = np.empty(nch, {t})")
+            acc, part = em.name(r), em.name(r, "p")
+            lines.append(" " * ind + f"{part} = np.empty(nch, {t})")
             lines.append(" " * ind + f"for c in {loop}(nch):")
             lines.append(" " * (ind + 4) + f"lo = c * {first} // nch")
             lines.append(" " * (ind + 4) + f"hi = (c + 1) * {first} // nch")
-            reduce_pass(lines, ind + 4, memo, r, "acc", lohi)
-            lines.append(" " * (ind + 4) + f"p{r}[c] = acc")
-            lines.append(" " * ind + f"v{r} = {t}({_INIT[nodes[r].op.name]})")
+            reduce_pass(lines, ind + 4, memo, r, "acc", p, lohi)
+            lines.append(" " * (ind + 4) + f"{part}[c] = acc")
+            lines.append(" " * ind + f"{acc} = {t}({_INIT[nodes[r].op.name]})")
             lines.append(" " * ind + "for c in range(nch):")
-            lines.append(
-                " " * (ind + 4) + f"v{r} = {_update(nodes[r].op.name, f'v{r}', f'p{r}[c]')}"
-            )
-            memo[0][r] = f"v{r}"
+            combine = _update(nodes[r].op.name, acc, f"{part}[c]")
+            lines.append(" " * (ind + 4) + f"{acc} = {combine}")
+            memo[0][r] = acc
             done.add(r)
             row_prologue(lines, ind, memo, done, emitted)
         for k, i in row_outs:
@@ -472,11 +553,15 @@ def render(group, nodes, args, scalars, layout, target: str = "cpu"):
         rows = " * ".join(f"n{a}" for a in outer_axes)
         body.append(f"    rows = {rows}")
         body.append(f"    if {total} < {PARALLEL_THRESHOLD}:")
+        scratch(body, 8)
         body.append("        for q in range(rows):")
-        row_body(body, 12, False)
+        row_body(body, 12)
         body.append("    else:")
-        par = ["        for q in prange(rows):"]
-        row_body(par, 12, True)
+        # rows in chunks, so that each chunk allocates its scratch rows once
+        par = ["        nch = max(min(rows, chunks), 1)", "        for c in prange(nch):"]
+        scratch(par, 12)
+        par.append("            for q in range(c * rows // nch, (c + 1) * rows // nch):")
+        row_body(par, 16)
         body.extend(_parallel_names(par))
     elif inner_axes:
         body.append(f"    if {total} < {PARALLEL_THRESHOLD}:")
@@ -489,8 +574,8 @@ def render(group, nodes, args, scalars, layout, target: str = "cpu"):
         memo = [{}]
         for r in reds:
             v = em.value(r, 0, FULL, memo, body, 4)
-            body.append(f"    v{r} = {np_type(nodes[r].dtype)}({v})")
-            memo[0][r] = f"v{r}"
+            body.append(f"    {em.name(r)} = {np_type(nodes[r].dtype)}({v})")
+            memo[0][r] = em.name(r)
         for k, i in enumerate(group.outputs):
             v = em.emit(i, memo, body, 4)
             body.append(f"    {em.access(f'o{k}', layout.out_axes[k])} = {v}")
