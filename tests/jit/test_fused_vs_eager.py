@@ -23,7 +23,7 @@ import runba
 from runba.jit.capture import _expr_lowerable
 from runba.ops.registry import REGISTRY
 
-MATHLIB = ["exp", "log", "log1p", "expm1", "tanh", "sigmoid", "erf"]  # runba.kernels.mathlib
+MATHLIB = ["exp", "log", "log1p", "expm1", "tanh", "sigmoid", "erf", "gelu"]  # kernels.mathlib
 UNARY_FLOAT = ["sqrt", "sin", "cos", "tan"]  # float results, libm / LLVM intrinsics
 UNARY_SAME = ["neg", "abs", "sign", "floor", "ceil", "round", "trunc", "relu", "clone"]
 UNARY_BOOL = ["isnan", "isinf", "logical_not"]
@@ -77,6 +77,8 @@ def inputs(dtype: str):
 
 def _unary(op, c, dtype):
     x = c.abs() if op in POSITIVE and dtype != "bool" else c
+    if op == "gelu":  # exact form; the fuzzer draws the tanh form
+        return runba.nn.functional.gelu(x)
     return getattr(runba, op)(x)
 
 

@@ -26,7 +26,7 @@ from runba.kernels.loader import PARALLEL_THRESHOLD
 
 __all__ = ["ArrayArg", "Layout", "SourceOps", "kernel_name", "render"]
 
-_MATHLIB = ("exp", "log", "log1p", "expm1", "tanh", "sigmoid", "erf")
+_MATHLIB = ("exp", "log", "log1p", "expm1", "tanh", "sigmoid", "erf", "gelu")
 
 
 def np_type(dtype) -> str:
@@ -123,6 +123,9 @@ class SourceOps:
 
     def erf(self, a):
         return self._math("erf", a)
+
+    def gelu(self, a, approximate="none"):
+        return self._math("gelu_tanh" if approximate == "tanh" else "gelu_erf", a)
 
     def sqrt(self, a):
         return f"np.sqrt({a})"

@@ -203,6 +203,12 @@ class NumpyOps:
         return erf_array(x)
 
     @staticmethod
+    def gelu(x, approximate="none"):
+        from runba.kernels.cpu.special import gelu_array
+
+        return gelu_array(x, approximate)
+
+    @staticmethod
     def cast(x, dtype):
         return x.astype(dtype.np)
 
