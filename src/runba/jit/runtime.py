@@ -11,6 +11,7 @@ value and stops being lazy.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 
 import numba
@@ -143,12 +144,12 @@ def _layout(b: GroupBinding, full, arrays, arg_compact):
 
     arg_axes = tuple(axes_of(a.dims) for a in b.args)
     out_axes = tuple(axes_of(od) for od in b.out_dims)
-    sizes = tuple(int(np.prod([full[d] for d in g])) for g in merged)
+    sizes = tuple(math.prod([full[d] for d in g]) for g in merged)
     return codegen.Layout(merged, n_outer, arg_axes, out_axes), sizes
 
 
 def _merged_view(arr, dims, merged, full):
-    shape = [int(np.prod([full[d] for d in g])) for g in merged if g[0] in dims]
+    shape = [math.prod([full[d] for d in g]) for g in merged if g[0] in dims]
     return arr.reshape(shape) if shape else arr.reshape(1)
 
 
