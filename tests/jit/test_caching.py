@@ -374,3 +374,16 @@ def test_row_kernel_keeps_expensive_values_for_its_last_pass(monkeypatch, capsys
     assert "def R_amax_sub_exp_sum_div_f32(" in src
     assert src.count("exp_f32(") == 2 and "np.empty(n1, np.float32)" in src
     np.testing.assert_allclose(got, softmax(x).numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_one_element_kernel_compiles_serial_without_a_numba_warning():
+    """Every axis of size 1 renders a kernel without prange: it is compiled serial, so numba
+    has no parallel=True without a parallel loop to warn about."""
+    import warnings
+
+    x, b = randn(1, 1, seed=11), randn(1, seed=12)
+    runba.jit.clear_cache()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = runba.fuse(block)(x, b).numpy()
+    np.testing.assert_allclose(got, block(x, b).numpy(), rtol=1e-6)

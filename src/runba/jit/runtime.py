@@ -180,7 +180,7 @@ def _run_group(plan, step, nodes, values):
     if launcher is None:
         src, name = codegen.render(step, nodes, b.args, b.scalars, layout)
         cache.debug(4, f"source of {name}:\n{src}")
-        launcher = (loader.load_kernel(src, name, parallel=True), src, name)
+        launcher = (loader.load_kernel(src, name, parallel="prange(" in src), src, name)
         plan.launchers[key] = launcher
     kernel, src, name = launcher
     merged = layout.axes
