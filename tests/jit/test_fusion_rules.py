@@ -290,3 +290,17 @@ def test_dead_values_are_not_computed():
     assert explain_counts(report)[1] == 1, report
     assert "E_add_f32" in report and "E_mul_exp" not in report, report
     assert_fused_matches(fn, x)
+
+
+def test_independent_nodes_over_one_shape_share_a_kernel():
+    """Nodes that read only inputs join the kernel already running over their shape:
+    cross_entropy's target range check ``(t < 0) | (t >= n)`` is one kernel, not two."""
+    t = runba.tensor([0, 3, -1, 9])
+
+    def fn(t):
+        return (t < 0) | (t >= 5)
+
+    report = runba.jit.explain(fn, t)
+    assert explain_counts(report)[1] == 1, report
+    assert "E_lt_ge_logical_or_b8" in report, report
+    assert_fused_matches(fn, t)

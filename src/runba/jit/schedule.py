@@ -5,6 +5,8 @@ so one plan serves every graph with the same structural key (graph.structural_ke
 rules (DESIGN §4 Fusion rules), each with a kernel-count test in tests/jit/:
 
 * elementwise chains, with broadcasting, fuse into one loop nest over their common shape;
+  a node that reads only inputs joins the latest kernel over its shape (siblings);
+* dead values (not held by anyone, not read by a live node) are not computed;
 * elementwise producers fuse into a reduction over trailing axes (``sum(x * y)``; all axes
   is the special case of one row);
 * reduce-then-broadcast-back over the same trailing axes - softmax, log_softmax,
@@ -181,8 +183,16 @@ class _Builder:
         return sorted(seen, key=lambda s: -s.index)  # the latest group first
 
     # -- the rules
+    def _sibling(self, node):
+        """The latest kernel group over ``node``'s shape: a node that reads only inputs and
+        scalars joins it instead of starting a kernel of its own (``(t < 0) | (t >= n)``)."""
+        for s in reversed(self.steps):
+            if isinstance(s, KernelGroup) and self.full_shape[s.index] == node.shape:
+                return [s]
+        return []
+
     def elementwise(self, node):
-        producers = self._groups_of_inputs(node)
+        producers = self._groups_of_inputs(node) or self._sibling(node)
         for g in producers:
             role = self._role(g, node)
             if role is None or not self._deps_ok(g, node):
@@ -193,6 +203,8 @@ class _Builder:
             return
         if not producers:
             reason = "start"
+        elif not self._groups_of_inputs(node):
+            reason = "reads only inputs; the kernel over its shape cannot take it"
         elif all(len(g.nodes) >= MAX_GROUP_NODES for g in producers):
             reason = f"group size limit ({MAX_GROUP_NODES} nodes)"
         else:
@@ -238,6 +250,8 @@ class _Builder:
         consumers_outside = set()
         for n in self.nodes:
             s = self.step_of[n.index]
+            if s is None:  # dead
+                continue
             for x in n.inputs:
                 if isinstance(x, LazyNode) and self.step_of[x.index] is not s:
                     consumers_outside.add(x.index)
@@ -254,7 +268,16 @@ def schedule(nodes, kept) -> Plan:
     """Group ``nodes`` (a graph in recording order) into steps; ``kept[i]``: node i's value
     must be produced."""
     b = _Builder(nodes, kept)
+    # Dead values (nobody holds them, nothing live reads them) get no step at all.
+    live = list(kept)
+    for node in reversed(nodes):
+        if live[node.index]:
+            for x in node.inputs:
+                if isinstance(x, LazyNode):
+                    live[x.index] = True
     for node in nodes:
+        if not live[node.index]:
+            continue
         kind = node.op.kind
         if kind == registry.MOVEMENT:
             b._numpy(node, f"view ({node.op.name}) of a computed value: its producer is written")
