@@ -173,13 +173,36 @@ def test_two_trailing_axes_reduce_in_one_row_kernel():
     assert_fused_matches(fn, x, atol=1e-5)
 
 
-def test_reduction_over_a_leading_axis_is_a_numpy_step():
-    x = randn(4, 8)
-    fn = lambda x: (x * 2).sum(0)  # noqa: E731
+def test_reduction_over_leading_axes_is_one_column_kernel():
+    """Producers, the leading-axis reduction and its row-role consumers (mean's division)
+    are one kernel: per-chunk partials, then a combine."""
+    x, b = randn(6, 4, 5), randn(5, seed=1)
+    for fn in (
+        lambda x, b: (x * 2 + b).relu().sum(0) / 6,
+        lambda x, b: (x * b).mean((0, 1), keepdim=True),
+        lambda x, b: (x - b).exp().amax(0),
+    ):
+        report = runba.jit.explain(fn, x, b)
+        assert explain_counts(report) == (1, 1, 0), report
+        assert_fused_matches(fn, x, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("rows", [3, PARALLEL_THRESHOLD // 4 + 7])
+def test_column_kernel_serial_and_parallel_branches(rows):
+    """Both size branches; the parallel one splits rows into chunks whose partials are
+    combined in chunk order. Also a FULL output written on the way and a transposed input."""
+    x = randn(4, rows).T
+    fn = lambda x: ((x * 3).sum(0), (x * 3).tanh(), x.amin(0))  # noqa: E731
+    assert_fused_matches(fn, x, rtol=1e-4, atol=1e-3)
+
+
+def test_interior_axis_reduction_is_a_numpy_step():
+    x = randn(4, 8, 3)
+    fn = lambda x: (x * 2).sum(1)  # noqa: E731
     report = runba.jit.explain(fn, x)
     assert explain_counts(report) == (1, 1, 0), report
     (line,) = numpy_lines(report)
-    assert line.startswith("numpy sum#1 -> [8]") and "not trailing" in line, report
+    assert line.startswith("numpy sum#1 -> [4, 3]") and "interior axes" in line, report
     assert_fused_matches(fn, x, atol=1e-5)
 
 

@@ -407,7 +407,7 @@ def render(group, nodes, args, scalars, layout, target: str = "cpu"):
         em.stash = dict(stash)
         em.stash_index = f"i{m}"
         src, name = _render(em, group, nodes, args, scalars, layout)
-        if m < 1 or n_inner != 1 or not group.reductions:
+        if m < 1 or n_inner != 1 or not group.reductions or group.lead:
             return src, name
         best = None
         for q, later in em.emitted.items():
@@ -550,9 +550,69 @@ def _render(em, group, nodes, args, scalars, layout):
             lines.append(" " * (ind + 4) + f"hi = (c + 1) * {first} // nch")
             full_pass(lines, ind + 4, memo, lohi)
 
+    def column(lines, ind, parallel):
+        """Leading-axis reductions: chunks of rows (the reduced axes) accumulate partials of
+        every kept position; a combine over the chunks gives the reductions and the row-role
+        values after them. FULL outputs are written on the way."""
+        loop = "prange" if parallel else "range"
+        rows = " * ".join(f"n{a}" for a in outer_axes) if outer_axes else "1"
+        lines.append(" " * ind + f"rows = {rows}")
+        lines.append(" " * ind + ("nch = max(min(rows, chunks), 1)" if parallel else "nch = 1"))
+        idx = ", ".join(["c"] + [f"i{a}" for a in inner_axes])
+        part_shape = ", ".join(["nch"] + [f"n{a}" for a in inner_axes])
+        for r in reds:
+            t = np_type(nodes[r].dtype)
+            lines.append(" " * ind + f"{em.name(r, 'p')} = np.empty(({part_shape},), {t})")
+        lines.append(" " * ind + f"for c in {loop}(nch):")
+        ind1 = ind + 4
+        ind2 = inner_loops(lines, ind1)
+        for r in reds:
+            t = np_type(nodes[r].dtype)
+            init = _INIT[nodes[r].op.name]
+            lines.append(" " * ind2 + f"{em.name(r, 'p')}[{idx}] = {t}({init})")
+        lines.append(" " * ind1 + "for q in range(c * rows // nch, (c + 1) * rows // nch):")
+        ind1 += 4
+        prev = "q"
+        for ax in reversed(outer_axes[1:]):
+            lines.append(" " * ind1 + f"i{ax} = {prev} % n{ax}")
+            lines.append(" " * ind1 + f"t{ax} = {prev} // n{ax}")
+            prev = f"t{ax}"
+        if outer_axes:
+            lines.append(" " * ind1 + f"i0 = {prev}")
+        ind2 = inner_loops(lines, ind1)
+        memo = em.pass_scope([{}], 0)
+        for r in reds:
+            part = f"{em.name(r, 'p')}[{idx}]"
+            v = em.value(r, 0, FULL, memo, lines, ind2)
+            lines.append(" " * ind2 + f"{part} = {_update(nodes[r].op.name, part, v)}")
+        for k, i in full_outs:
+            v = em.emit(i, memo, lines, ind2)
+            lines.append(" " * ind2 + f"{em.access(f'o{k}', layout.out_axes[k])} = {v}")
+        # combine: serial over chunks, in chunk order (deterministic)
+        ind2 = inner_loops(lines, ind)
+        memo = [{}]
+        for r in reds:
+            t = np_type(nodes[r].dtype)
+            acc = em.name(r)
+            lines.append(" " * ind2 + f"{acc} = {t}({_INIT[nodes[r].op.name]})")
+            lines.append(" " * ind2 + "for c in range(nch):")
+            part = f"{em.name(r, 'p')}[{idx}]"
+            lines.append(" " * (ind2 + 4) + f"{acc} = {_update(nodes[r].op.name, acc, part)}")
+            memo[0][r] = acc
+        for k, i in row_outs:
+            v = em.emit(i, memo, lines, ind2)
+            lines.append(" " * ind2 + f"{em.access(f'o{k}', layout.out_axes[k])} = {v}")
+
     body: list[str] = []
     total = " * ".join(sizes) if sizes else "1"
-    if m >= 1:
+    if group.lead and (outer_axes or inner_axes):
+        body.append(f"    if {total} < {PARALLEL_THRESHOLD}:")
+        column(body, 8, False)
+        body.append("    else:")
+        par = []
+        column(par, 8, True)
+        body.extend(_parallel_names(par))
+    elif m >= 1:
         rows = " * ".join(f"n{a}" for a in outer_axes)
         body.append(f"    rows = {rows}")
         body.append(f"    if {total} < {PARALLEL_THRESHOLD}:")

@@ -21,7 +21,9 @@ def _describe_plan(lines, n_graph, graph, plan, kept):
         if isinstance(s, KernelGroup):
             ops = " ".join(f"{nodes[i].op.name}#{i}" for i in s.nodes)
             full = runtime._full_shape(s, nodes)
-            kind = "row kernel" if s.reductions else "pointwise kernel"
+            kind = "pointwise kernel"
+            if s.reductions:
+                kind = "column kernel" if s.lead else "row kernel"
             outs = ", ".join(f"#{i}{'' if kept[i] else ' (read later)'}" for i in s.outputs)
             lines.append(f"  {kind} {codegen.kernel_name(s, nodes)} over {list(full)}")
             lines.append(f"    ops: {ops}")

@@ -51,8 +51,12 @@ class GroupBinding:
         full = _full_shape(group, nodes)
         r = len(full)
         self.axes_all = tuple(d for d in range(r) if full[d] != 1)
-        # axes below this index are outer (rows); pointwise kernels decide per layout
-        self.outer_limit = r - group.rdims if group.rdims else r
+        # axes below this index are outer (rows); pointwise kernels decide per layout. A
+        # column kernel's outer axes are the reduced leading ones.
+        if group.lead:
+            self.outer_limit = group.rdims
+        else:
+            self.outer_limit = r - group.rdims if group.rdims else r
         self.args = []
         self.offsets = []  # per arg: full-shape axis of the array's axis 0
         self.scalars = []
@@ -70,6 +74,8 @@ class GroupBinding:
                     seen.add((ref, ctx))
                     align = r if ctx == FULL else len(node.shape)
                     off = align - len(x.shape)
+                    if group.lead and ctx != FULL and len(node.shape) < r:
+                        off += group.rdims  # non-keepdim column values: the trailing axes
                     dims = tuple(off + d for d, s in enumerate(x.shape) if s != 1)
                     self.args.append(codegen.ArrayArg(ref, dims, ctx))
                     self.offsets.append(off)
@@ -79,6 +85,8 @@ class GroupBinding:
         for i in group.outputs:
             if group.roles[i] == FULL:
                 self.out_dims.append(self.axes_all)
+            elif group.lead:
+                self.out_dims.append(tuple(d for d in self.axes_all if d >= group.rdims))
             else:
                 self.out_dims.append(tuple(d for d in self.axes_all if d < r - group.rdims))
 

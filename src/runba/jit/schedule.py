@@ -14,7 +14,10 @@ rules (DESIGN §4 Fusion rules), each with a kernel-count test in tests/jit/:
   over the row's elements per reduction, then a pass writing the full-size outputs;
 * views (reshape, permute, expand, slicing) never become kernels: they run as numpy views on
   the producer's buffer, which is therefore materialized (a cut);
-* reductions over leading or interior axes run as one numpy reduction (a cut, for now);
+* reductions over leading axes (bias gradients, BatchNorm statistics) are a *column
+  kernel*: chunks of rows in parallel, each accumulating partials of the kept positions,
+  then a combine (which also computes the row-role consumers, ``sum / n``);
+* reductions over interior axes run as one numpy reduction (a cut, for now);
 * a group stops growing at :data:`MAX_GROUP_NODES` nodes or :data:`MAX_GROUP_ARRAYS` arrays.
 
 Matmul, conv and the other extern ops never reach the schedule: the recorder ran them
@@ -53,7 +56,9 @@ class KernelGroup:
 
     ``rank`` is the rank of the full shape and ``full_ref`` where to read it at run time
     (``(node, None)``: that node's shape; ``(node, pos)``: the shape of its input ``pos``).
-    ``rdims`` is the number of trailing axes the reductions reduce (0: a pointwise kernel).
+    ``rdims`` is the number of trailing axes the reductions reduce (0: a pointwise kernel),
+    or with ``lead`` the number of leading axes (a column kernel: per-chunk partials of the
+    kept trailing positions, then a combine).
     ``roles[i]`` is FULL or ROW per node, ``reductions`` the reduce nodes (in order),
     ``outputs`` the nodes the kernel writes (kept by the user or autograd, or read by a later
     step), ``reason`` why the group starts where it does.
@@ -70,10 +75,12 @@ class KernelGroup:
         "outputs",
         "reason",
         "arrays",
+        "lead",
     )
 
     def __init__(self, index: int, rank: int, rdims: int, full_ref: tuple, reason: str):
         self.index = index
+        self.lead = False  # True: the reductions reduce the *leading* rdims axes
         self.nodes: list[int] = []
         self.roles: dict[int, str] = {}
         self.rank = rank
@@ -125,7 +132,9 @@ class _Builder:
     def _row_shapes(self, g):
         full = self.full_shape[g.index]
         r, k = len(full), g.rdims
-        return full[: r - k] + (1,) * k, full[: r - k]  # keepdim, not keepdim
+        if g.lead:
+            return (1,) * k + full[k:], full[k:]  # keepdim, not keepdim
+        return full[: r - k] + (1,) * k, full[: r - k]
 
     def _role(self, g, node):
         """The role ``node`` would have in ``g`` (None: it cannot join)."""
@@ -144,8 +153,10 @@ class _Builder:
             xrole = g.roles[x.index]
             if role == ROW and (xrole != ROW or x.shape != shape):
                 return None
-            if role == FULL and xrole == ROW and x.shape != keep:
-                return None  # a non-keepdim row value would broadcast along the wrong axes
+            if role == FULL and xrole == ROW and (g.lead or x.shape != keep):
+                # a non-keepdim row value would broadcast along the wrong axes; a column
+                # kernel has no pass after its combine
+                return None
         return role
 
     def _new_arrays(self, g, node) -> int:
@@ -218,9 +229,10 @@ class _Builder:
         r = len(src_shape)
         dims = tuple(node.attrs["dims"])
         k = len(dims)
-        if k == 0 or dims != tuple(range(r - k, r)):
+        lead = 0 < k < r and dims == tuple(range(k))
+        if k == 0 or (dims != tuple(range(r - k, r)) and not lead):
             self._numpy(
-                node, f"reduction over axes {list(dims)} of a rank-{r} tensor (not trailing)"
+                node, f"reduction over axes {list(dims)} of a rank-{r} tensor (interior axes)"
             )
             return
         if isinstance(src, LazyNode):
@@ -228,12 +240,14 @@ class _Builder:
             if (
                 isinstance(g, KernelGroup)
                 and g.roles[src.index] == FULL
-                and g.rdims in (0, k)
+                and (g.rdims == 0 or (g.rdims == k and g.lead == lead))
                 and self.full_shape[g.index] == src_shape
                 and self._deps_ok(g, node)
                 and self._fits(g, node)
+                and not (lead and self._reads_rows(g, src.index))
             ):
                 g.rdims = k
+                g.lead = lead
                 self._add(g, node, ROW)
                 g.reductions.append(node.index)
                 return
@@ -243,8 +257,24 @@ class _Builder:
             else "reduction input is not fusable with its producer"
         )
         g = self._new_group(src_shape, k, (node.index, 0), reason)
+        g.lead = lead
         self._add(g, node, ROW)
         g.reductions.append(node.index)
+
+    def _reads_rows(self, g, i) -> bool:
+        """Whether FULL node ``i`` of ``g`` depends on a row value of ``g`` (a column kernel
+        computes its FULL values in one pass, before any combine)."""
+        todo = [i]
+        while todo:
+            j = todo.pop()
+            if g.roles.get(j) == ROW:
+                return True
+            todo.extend(
+                x.index
+                for x in self.nodes[j].inputs
+                if isinstance(x, LazyNode) and self.step_of[x.index] is g
+            )
+        return False
 
     def finish(self):
         consumers_outside = set()
