@@ -249,6 +249,9 @@ class Tensor:
             )
         if self._lazy is not None:
             self._realize()
+        elif registry.lazy_graphs[0]:
+            # a writable view: pending graphs reading this storage run first (as eager did)
+            registry.lazy_recorder.before_write(self)
         return self._data
 
     def item(self):
@@ -303,6 +306,8 @@ class Tensor:
             )
         if self._lazy is not None:
             self._realize()
+        elif dtype is None and registry.lazy_graphs[0]:
+            registry.lazy_recorder.before_write(self)
         return self._data if dtype is None else self._data.astype(dtype)
 
     def __hash__(self):

@@ -8,9 +8,22 @@ Inside a fused function (``STATE.capture`` is the :data:`RECORDER`) every op rea
   lazy tensors become lazy nodes: shape and dtype are known now, the value later;
 * views of concrete tensors run now (they cost nothing and keep numpy's aliasing);
 * everything else - matmul (BLAS), conv's im2col, pooling, gather/scatter, in-place writes,
-  float16 arithmetic - is a *cut*: the pending graph is realized and the op runs eagerly
-  inside it, its result a concrete tensor that later lazy nodes read. ``explain`` lists the
-  cuts. A matmul followed by bias and activation is therefore BLAS plus one fused epilogue.
+  float16 operands or results - is a *cut*: the pending graph is realized and the op runs
+  eagerly inside it, its result a concrete tensor that later lazy nodes read. ``explain``
+  lists the cuts. A matmul followed by bias and activation is therefore BLAS plus one fused
+  epilogue. So are the cases where eager's result or error depends on operand *values* a
+  kernel would not check: integer ``pow`` with a tensor exponent (eager rejects negative
+  exponents) and Python integers outside the compute dtype's range (numpy's rules).
+
+Eager semantics are the contract, errors included: argument checks run before
+``registry.dispatch`` (the same code for both modes), or the op is a cut and eager raises.
+
+Pending graphs read concrete tensors' storage when they run, not when they were recorded, so
+every write into that storage first realizes the graphs (any thread's) that read it: in-place
+ops (a cut) and ``numpy()`` / ``__array__`` handing out a writable view
+(``Recorder.before_write``). Writes through an array obtained *before* the recording
+(``from_numpy``'s source, an older ``numpy()`` result) are invisible to runba: the graph
+sees them.
 
 Autograd nodes are recorded for lazy results exactly as in eager mode; the tensors they save
 stay referenced, so realization materializes them, and ``backward()`` realizes first.
@@ -25,8 +38,9 @@ import time
 import numpy as np
 
 from runba._state import STATE
-from runba.dtypes import FLOATING
+from runba.dtypes import FLOATING, INTEGER
 from runba.jit import graph as _graph
+from runba.jit.fold import fold_view
 from runba.ops import registry
 
 __all__ = ["RECORDER", "fuse", "is_enabled", "realize"]
@@ -127,6 +141,9 @@ class Recorder:
         g = STATE.graph
         if g is not None and not g.realized:
             g.realize()
+        if op.inplace:
+            # other threads' pending graphs that read the target must see its old values
+            _graph.realize_readers(inputs[0]._data)
         # the inputs are concrete now; run the op as eager mode would
         prev = STATE.capture
         STATE.capture = None
@@ -139,18 +156,19 @@ class Recorder:
 
                 runtime.last_blas[0] = time.perf_counter()
 
+    def before_write(self, tensor) -> None:
+        """``tensor``'s storage is about to be handed out for writing (``numpy()``): realize
+        every pending graph that reads it first, as eager mode would have read it by now."""
+        _graph.realize_readers(tensor._data)
+
     def _lazy(self, op, inputs, attrs):
         Tensor = registry.Tensor
-        g = _graph.current_graph()
         kind = op.kind
-        node_inputs = []
-        for a in inputs:
-            if isinstance(a, Tensor):
-                node_inputs.append(a._lazy if a._lazy is not None else a._data)
-            else:
-                node_inputs.append(a)
         if kind == registry.ELEMENTWISE:
             out_dtype, compute = registry.elementwise_dtypes(op, inputs, attrs)
+            reason = _result_cut_reason(op, inputs, out_dtype, compute)
+            if reason is not None:
+                return self._cut(op, inputs, attrs, reason)
             try:
                 shape = np.broadcast_shapes(
                     *[a._data.shape for a in inputs if isinstance(a, Tensor)]
@@ -160,6 +178,8 @@ class Recorder:
         else:
             src = inputs[0]
             out_dtype = registry._non_elementwise_dtype(op, inputs, attrs)
+            if out_dtype.compute is not out_dtype:
+                return self._cut(op, inputs, attrs, _half_reason(out_dtype))
             compute = out_dtype
             # views and reductions of the placeholder give the output shape without compute
             # (the placeholder is zero-strided; a reduction of it is over one element)
@@ -167,7 +187,18 @@ class Recorder:
                 shape = _reduced_shape(src._data.shape, attrs["dims"], attrs["keepdim"])
             else:
                 shape = op.impl(src._data, **attrs).shape
-        node = g.add(op, tuple(node_inputs), attrs, out_dtype, compute, tuple(shape))
+        g = _graph.current_graph()
+        node_inputs = []
+        for a in inputs:
+            if isinstance(a, Tensor):
+                node_inputs.append(a._lazy if a._lazy is not None else a._data)
+            else:
+                node_inputs.append(a)
+        node = None
+        if kind == registry.MOVEMENT and isinstance(node_inputs[0], _graph.LazyNode):
+            node = fold_view(g, op, attrs, node_inputs[0], shape)  # view -> input strides
+        if node is None:
+            node = g.add(op, tuple(node_inputs), attrs, out_dtype, compute, tuple(shape))
         out = registry._make(_graph.placeholder(node.shape, out_dtype), out_dtype)
         g.attach(node, out)
         if op.view:
@@ -180,6 +211,35 @@ class Recorder:
                     registry.record_node(op, inputs, attrs, out)
                     break
         return out
+
+
+def _half_reason(dtype) -> str:
+    return f"{dtype.name} result: kernels never see {dtype.name}"
+
+
+_IINFO: dict = {}
+
+
+def _result_cut_reason(op, inputs, out_dtype, compute):
+    """Why an elementwise op with fusable operands still runs eagerly, judged on its result
+    and compute dtypes and its scalar operands (None: it fuses)."""
+    if out_dtype.compute is not out_dtype:
+        return _half_reason(out_dtype)  # float16 is a storage type (DESIGN §3)
+    if compute.category != INTEGER:
+        return None
+    # a kernel receives Python scalars converted to the compute dtype; numpy compares (and
+    # rejects arithmetic with) integers outside its range by their value
+    info = _IINFO.get(compute)
+    if info is None:
+        info = _IINFO[compute] = np.iinfo(compute.np)
+    for a in inputs[op.promote_from :]:
+        if isinstance(a, (int, np.integer)) and not info.min <= a <= info.max:
+            return f"Python integer {a} outside the range of {compute.name}: numpy's semantics"
+    if op.name == "pow" and isinstance(inputs[1], registry.Tensor):
+        # eager rejects negative exponents by value (a negative Python scalar exponent is
+        # rejected by pow() before dispatch)
+        return "integer pow with a tensor exponent: eager checks for negative exponents"
+    return None
 
 
 def _reduced_shape(shape, dims, keepdim):

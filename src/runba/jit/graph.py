@@ -12,6 +12,11 @@ never baked into code). Nodes are kept in recording order, which is a topologica
 
 The graph is realized as a whole: every node whose tensor is still referenced (by the user
 or by an autograd node) gets a value; the rest are intermediates the scheduler may fuse away.
+
+A graph reads the concrete arrays it captured when it runs, so a write into one of them must
+realize it first (eager mode read the old values at the op): :func:`realize_readers`, called
+before in-place ops and before ``numpy()`` hands out a writable view. A realization that
+fails leaves the graph pending: the next read runs it again (never a NaN placeholder).
 """
 
 from __future__ import annotations
@@ -24,7 +29,14 @@ import numpy as np
 from runba._state import STATE
 from runba.ops import registry
 
-__all__ = ["Graph", "LazyNode", "current_graph", "placeholder", "structural_key"]
+__all__ = [
+    "Graph",
+    "LazyNode",
+    "current_graph",
+    "placeholder",
+    "realize_readers",
+    "structural_key",
+]
 
 # Nodes in one graph before it is realized on its own (a loop that never reads a value
 # would otherwise grow the graph without bound).
@@ -88,10 +100,15 @@ class Graph:
         self.nodes: list[LazyNode] = []
         self.lock = threading.RLock()
         self.realized = False
+        # the concrete storage the nodes read, by id (add() keeps it; realize_readers reads)
+        self.arrays: dict[int, np.ndarray] = {}
 
     def add(self, op, inputs, attrs, dtype, compute, shape) -> LazyNode:
         node = LazyNode(op, inputs, attrs, dtype, compute, shape, self, len(self.nodes))
         self.nodes.append(node)
+        for x in inputs:
+            if isinstance(x, np.ndarray):  # concrete storage: realize_readers checks it
+                self.arrays[id(x)] = x
         return node
 
     def attach(self, node: LazyNode, tensor) -> None:
@@ -105,26 +122,73 @@ class Graph:
             if self.realized:
                 return
             self.realized = True
+            with _PENDING_LOCK:
+                _PENDING.discard(self)
             if STATE.graph is self:
-                STATE.graph = None
+                STATE.graph = None  # new ops start a new graph, even if this run fails
             registry.lazy_graphs[0] -= 1
             if self.nodes:
                 from runba.jit.runtime import run_graph
 
-                run_graph(self)
+                try:
+                    run_graph(self)
+                except BaseException:
+                    # still pending: the next read runs it again (and raises again if the
+                    # failure is not transient, a KeyboardInterrupt say) - never hands out
+                    # the NaN placeholders, and dispatch keeps routing its tensors here
+                    self.realized = False
+                    registry.lazy_graphs[0] += 1
+                    with _PENDING_LOCK:
+                        _PENDING.add(self)
+                    raise
+            self.arrays = {}
+
+    def __del__(self):
+        # unreachable while pending: its thread ended, or its run failed and its tensors
+        # died; it no longer counts (dispatch's lazy-input test is skipped again at 0)
+        if not self.realized:
+            try:
+                registry.lazy_graphs[0] -= 1
+            except Exception:  # noqa: BLE001 - interpreter shutdown: modules torn down
+                pass
+
+    def reads(self, array: np.ndarray) -> bool:
+        """May a node read memory overlapping ``array``? (bounds only: conservative)"""
+        for a in list(self.arrays.values()):
+            if np.may_share_memory(a, array):
+                return True
+        return False
+
+
+# Every thread's pending graphs (weakly: a graph nobody can read any more needs no run).
+_PENDING: weakref.WeakSet = weakref.WeakSet()
+_PENDING_LOCK = threading.Lock()
+
+
+def realize_readers(array: np.ndarray) -> None:
+    """Realize each pending graph, of any thread, that reads memory overlapping ``array``:
+    called before ``array`` is written, so the graph sees the values eager mode read."""
+    if not registry.lazy_graphs[0]:
+        return
+    with _PENDING_LOCK:
+        pending = list(_PENDING)
+    for g in pending:
+        if not g.realized and g.reads(array):
+            g.realize()
 
 
 def current_graph() -> Graph:
     """This thread's pending graph, created on first use (and realized when it grows past
     :data:`MAX_PENDING_NODES`)."""
     g = STATE.graph
-    if g is None or g.realized:
-        g = STATE.graph = Graph()
-        registry.lazy_graphs[0] += 1
-    elif len(g.nodes) >= MAX_PENDING_NODES:
+    if g is not None and not g.realized:
+        if len(g.nodes) < MAX_PENDING_NODES:
+            return g
         g.realize()
-        g = STATE.graph = Graph()
-        registry.lazy_graphs[0] += 1
+    g = STATE.graph = Graph()
+    registry.lazy_graphs[0] += 1
+    with _PENDING_LOCK:
+        _PENDING.add(g)
     return g
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 import numbers
 
+import numpy as np
+
 from runba import dtypes as _dt
 from runba.ops.registry import (
     ELEMENTWISE,
@@ -210,7 +212,42 @@ tan = _unary(TAN, "tan")
 tanh = _unary(TANH, "tanh")
 sigmoid = _unary(SIGMOID, "sigmoid")
 erf = _unary(ERF, "erf")
-neg = _unary(NEG, "neg")
+
+
+# Argument checks run here, before dispatch, so eager and fused (recorded) calls raise the
+# same errors: a fused kernel would compute what numpy's eager loop rejects.
+_BOOL_NEG = (
+    "Negation, the `-` operator, on a bool tensor is not supported. If you are trying to "
+    "invert a mask, use the `~` or `logical_not()` operator instead."
+)
+_BOOL_SUB = (
+    "Subtraction, the `-` operator, with two bool tensors is not supported. Use the `^` or "
+    "`logical_xor()` operator instead."
+)
+_NEG_INT_POW = "Integers to negative integer powers are not allowed."
+# These checks are on the eager hot path: identity tests only on the common path.
+_BOOL = _dt.bool_
+_NP_BOOL = np.dtype(bool)
+_INT_SCALARS = frozenset(
+    {int, np.int8, np.int16, np.int32, np.int64, np.longlong, np.intc}
+    | {np.uint8, np.uint16, np.uint32, np.uint64, np.ulonglong, np.uintc}
+)
+
+
+def _is_bool(x) -> bool:
+    """A bool tensor or a Python/numpy bool (an operand that promotes as bool)."""
+    d = getattr(x, "dtype", None)
+    return d is _BOOL or d is _NP_BOOL or x is True or x is False
+
+
+@tensor_method()
+def neg(input):
+    """``-input`` (a bool tensor is rejected, like PyTorch: use ``~`` / ``logical_not``)."""
+    if getattr(input, "dtype", None) is _BOOL:
+        raise TypeError(_BOOL_NEG)
+    return dispatch(NEG, (input,))
+
+
 negative = neg
 abs = _unary(ABS, "abs")  # noqa: A001 - torch name
 absolute = abs
@@ -305,9 +342,12 @@ def add(input, other, *, alpha=1):
 
 @tensor_method()
 def sub(input, other, *, alpha=1):
-    """``input - alpha * other``."""
+    """``input - alpha * other`` (two bool operands are rejected, like PyTorch)."""
     if alpha != 1:
         other = other * alpha
+    d = getattr(input, "dtype", None)
+    if (d is _BOOL or d is _NP_BOOL or input is True or input is False) and _is_bool(other):
+        raise TypeError(_BOOL_SUB)
     return dispatch(SUB, (input, other))
 
 
@@ -344,7 +384,13 @@ def _result_dtype(*operands):
 
 @tensor_method()
 def pow(input, exponent):  # noqa: A001 - torch name
-    """``input ** exponent`` elementwise."""
+    """``input ** exponent`` elementwise (an integer tensor to a negative integer power is
+    rejected, like numpy and PyTorch; a tensor exponent is checked by the eager loop)."""
+    if exponent.__class__ in _INT_SCALARS and exponent < 0:
+        dt = getattr(input, "dtype", None)
+        if dt is not None and dt.category != _dt.FLOATING and dt is not _dt.uint8:
+            # (uint8: numpy rejects the scalar itself, out of range; fused cuts to eager)
+            raise ValueError(_NEG_INT_POW)
     return dispatch(POW, (input, exponent))
 
 
@@ -511,8 +557,6 @@ def nan_to_num(input, nan: float = 0.0, posinf=None, neginf=None):
     """Replace NaN with ``nan`` and ±inf with the given values (default: dtype's extremes)."""
     if not input.dtype.is_floating_point:
         return clone(input)
-    import numpy as np
-
     info = np.finfo(input.dtype.np)
     posinf = float(info.max) if posinf is None else posinf
     neginf = float(info.min) if neginf is None else neginf

@@ -1,0 +1,62 @@
+"""Fold a view of a computed value into its producer's inputs.
+
+A view (reshape, permute, expand, slicing) of a lazy value would make the value's producer
+write it to memory, and a second kernel read it back through the view (schedule.py runs views
+as numpy steps). When the producer is one elementwise node over concrete arrays, the view can
+move below it instead::
+
+    permute(add(gemm_out, bias))  ->  add(permute(gemm_out), permute(bias))
+
+The views of the concrete arrays are numpy views (strides, no copy), so the consumer of the
+view - conv's activation, say - fuses with the ``add`` into one kernel that reads the GEMM
+output through the permuted strides. The original node stays in the graph; if nothing else
+reads it, it is dead and never computed (schedule.py). Elementwise ops commute with views:
+each output element depends only on the input elements at the same index.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from runba.jit.graph import LazyNode
+from runba.ops import registry
+
+__all__ = ["fold_view"]
+
+
+def _view_of(op, array: np.ndarray, shape: tuple, attrs: dict):
+    """``op`` applied to ``array`` broadcast to ``shape``; None when that would copy."""
+    b = np.broadcast_to(array, shape)
+    try:
+        v = op.impl(b, **attrs)
+    except (ValueError, TypeError):
+        return None
+    if not isinstance(v, np.ndarray) or not np.shares_memory(v, array):
+        return None  # a reshape that needs a copy: keep the numpy step (one write, no more)
+    return v
+
+
+def fold_view(graph, op, attrs: dict, src: LazyNode, shape: tuple):
+    """The node computing ``op(src)`` (a view op, result ``shape``) by applying the view to
+    ``src``'s inputs, or None when ``src`` is not one elementwise node over arrays/scalars.
+
+    >>> import runba
+    >>> f = runba.fuse(lambda a, b: (a + b).permute(1, 0).relu())
+    >>> report = runba.jit.explain(f, runba.randn(3, 4), runba.randn(4))
+    >>> "numpy permute" in report  # folded: one kernel, no view step
+    False
+    """
+    if src.op.kind != registry.ELEMENTWISE:
+        return None
+    inputs = []
+    for x in src.inputs:
+        if isinstance(x, LazyNode):
+            return None
+        if isinstance(x, np.ndarray):
+            v = _view_of(op, x, src.shape, attrs)
+            if v is None:
+                return None
+            inputs.append(v)
+        else:
+            inputs.append(x)
+    return graph.add(src.op, tuple(inputs), src.attrs, src.dtype, src.compute, tuple(shape))
