@@ -70,6 +70,46 @@ __all__ = [
     "set_cache_dir",
 ]
 
+
+def _provide_powi() -> None:
+    """Make ``__powisf2`` / ``__powidf2`` resolvable in numba's JIT.
+
+    LLVM turns ``x ** n`` with an integer ``n`` into ``llvm.powi``, which lowers to these
+    compiler-rt helpers; llvmlite links no runtime library, so the first such kernel aborted
+    the process ("LLVM ERROR: Symbol not found: __powidf2"). They live in libgcc_s; where it
+    is missing, small numba cfuncs stand in (exponentiation by squaring, like compiler-rt).
+    """
+    import ctypes
+
+    import llvmlite.binding as llvm
+
+    names = ("__powisf2", "__powidf2")
+    if all(llvm.address_of_symbol(n) for n in names):
+        return
+    try:
+        lib = ctypes.CDLL("libgcc_s.so.1")
+        for n in names:
+            llvm.add_symbol(n, ctypes.cast(getattr(lib, n), ctypes.c_void_p).value)
+        return
+    except (OSError, AttributeError):
+        pass
+
+    def powi(a, b):
+        r = a * 0 + 1
+        m = abs(b)
+        while m:
+            if m & 1:
+                r *= a
+            m >>= 1
+            a *= a
+        return r if b >= 0 else 1 / r
+
+    for n, sig in zip(names, ("float32(float32, int32)", "float64(float64, int32)")):
+        llvm.add_symbol(n, numba.cfunc(sig, error_model="numpy")(powi).address)
+
+
+_provide_powi()
+
 #: Bump when the renderer or the loader changes what a given source means. It names the
 #: directory under the cache root, so old artifacts are simply ignored (``clear_cache`` removes
 #: the current directory only).

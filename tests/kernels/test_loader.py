@@ -409,3 +409,23 @@ def test_reference_bias_gelu_both_size_branches(cache):
         np.testing.assert_allclose(bias_gelu(x, b), ref, rtol=1e-5, atol=1e-6)
     with pytest.raises(TypeError):
         bias_gelu(x.astype(np.float64), b)
+
+
+def test_integer_power_kernels_link(tmp_path):
+    """``x ** n`` with an integer n lowers to compiler-rt's __powisf2/__powidf2, which llvmlite
+    does not link: without the loader providing them, numba aborts the whole process. In a
+    subprocess, so a regression fails this test instead of killing the test worker."""
+    code = textwrap.dedent(
+        """
+        import runba
+
+        i32 = runba.tensor([1, 2, 3], dtype=runba.int32)
+        f = runba.tensor([1.0, 2.0, 3.0])
+        print(*runba.fuse(lambda x: x ** 2)(i32).tolist())
+        print(*runba.fuse(lambda x, n: 1.5 ** n + x ** n.float())(f, i32.long()).tolist())
+        """
+    )
+    env = dict(os.environ, RUNBA_CACHE_DIR=str(tmp_path))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["1", "4", "9", "2.5", "6.25", "30.375"], r.stdout

@@ -75,9 +75,12 @@ def gradcheck(
     def evaluate():
         # Grad mode stays on: a function that itself calls autograd.grad (a second-order
         # check) needs it; only the values are read.
+        outs = _flat_outputs(func, inputs)
+        for o in outs:
+            if o._lazy is not None:  # a runba.fuse'd function: run its graph
+                o._realize()
         return np.concatenate(
-            [o._data.astype(np.float64).reshape(-1) for o in _flat_outputs(func, inputs)]
-            or [np.zeros(0)]
+            [o._data.astype(np.float64).reshape(-1) for o in outs] or [np.zeros(0)]
         )
 
     def numeric_directional(u_parts):

@@ -198,6 +198,10 @@ class SourceOps:
     def cast(self, a, dtype):
         if dtype.np.name == "bool":
             return f"({a} != 0)"
+        if dtype.np.kind == "u" and self.is_float:
+            # numpy (and torch) wrap out-of-range floats through int64: -3.7 -> 253 for
+            # uint8; LLVM's direct float-to-unsigned conversion would saturate to 0
+            return f"{np_type(dtype)}(np.int64({a}))"
         return f"{np_type(dtype)}({a})"
 
 
