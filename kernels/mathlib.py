@@ -10,10 +10,18 @@ kernel, which then applies *its own* ``fastmath`` and ``error_model`` flags. The
 written to stay accurate under the project flags ``{"contract", "afn", "reassoc", "nsz",
 "arcp"}`` as well as under strict IEEE (the tests check both):
 
-* no algorithm relies on a rounding error surviving reassociation (no Fast2Sum, no
-  ``(x + M) - M`` rounding tricks); rounding uses ``np.rint`` and exponents are built with
-  integer bit operations in :func:`_pow2i`;
-* ``nnan``/``ninf`` are never assumed, so NaN/Inf are handled with explicit selects.
+* no algorithm relies on a rounding error surviving reassociation (no Fast2Sum). The one
+  place that needs exact float steps, exp's range reduction (round by adding 1.5 * 2**23,
+  subtract it back, Cody-Waite), is emitted by intrinsics whose instructions carry their own
+  ``contract`` flag: Numba's fast-math pass only flags *unflagged* instructions, so these
+  never get ``reassoc`` and LLVM cannot fold ``(y + M) - M`` back to ``y``;
+* exponents are built with integer bit operations (no float<->int conversions);
+* ``nnan``/``ninf`` are never assumed; NaN mostly flows through the arithmetic (clamps are
+  written as NaN-preserving min/max), and the rest is handled with explicit selects.
+
+Speed on AVX2 is bound by the number of vector instructions (the two FMA ports are the
+busiest), so the common path avoids compares and blends: exp's fix-ups for overflow and
+denormal results are folded into a two-step scaling instead of being selected.
 
 Conventions: every float32 constant is ``np.float32(c)`` (a bare ``2.0`` promotes a whole
 kernel to float64), branches are written as conditional expressions that LLVM turns into
@@ -78,50 +86,126 @@ _I32 = ir.IntType(32)
 _F32 = ir.FloatType()
 
 
+def _strict(instr):
+    """Give ``instr`` a fast-math flag of its own (``contract``, which still allows FMA
+    fusion): Numba's fast-math pass skips flagged instructions, so it never gets ``reassoc``."""
+    instr.flags.append("contract")
+    return instr
+
+
 @intrinsic
-def _pow2i(typingctx, n):
-    """``2.0**n`` for an integral float32 ``n`` in [-126, 127], built from exponent bits."""
-    if n != types.float32:
+def _exact_sub(typingctx, a, b):
+    """``a - b`` that LLVM may not reassociate, so ``(y + C) - C`` stays a rounding of y:
+    ``_exact_sub(y + _SHIFT, _SHIFT)`` is ``np.rint(y)`` for |y| < 2**22."""
+    if a != types.float32 or b != types.float32:
         return None
 
     def codegen(context, builder, sig, args):
-        k = builder.fptosi(args[0], _I32)
-        bits = builder.shl(builder.add(k, ir.Constant(_I32, 127)), ir.Constant(_I32, 23))
+        return _strict(builder.fsub(args[0], args[1]))
+
+    return types.float32(types.float32, types.float32), codegen
+
+
+@intrinsic
+def _cw_reduce(typingctx, x, n):
+    """Cody-Waite ``r = (x - n * _LN2_HI) - n * _LN2_LO``, |r| <= ~ln2/2 for n = rint(x/ln2).
+
+    Not reassociable: LLVM would factor it into ``x - n * (_LN2_HI + _LN2_LO)`` and lose the
+    exactness of the split.
+    """
+    if x != types.float32 or n != types.float32:
+        return None
+
+    def codegen(context, builder, sig, args):
+        x, n = args
+        hi = _strict(builder.fmul(n, ir.Constant(_F32, float(_LN2_HI))))
+        r = _strict(builder.fsub(x, hi))
+        lo = _strict(builder.fmul(n, ir.Constant(_F32, float(_LN2_LO))))
+        return _strict(builder.fsub(r, lo))
+
+    return types.float32(types.float32, types.float32), codegen
+
+
+@intrinsic
+def _pow2_shifted(typingctx, t):
+    """``2.0**n`` from ``t = y + _SHIFT``, n = rint(y) in [-126, 127]: the low mantissa bits
+    of t hold n + 127, and a left shift by 23 moves them into the exponent field (the rest of
+    t's bits fall off the top)."""
+    if t != types.float32:
+        return None
+
+    def codegen(context, builder, sig, args):
+        bits = builder.shl(builder.bitcast(args[0], _I32), ir.Constant(_I32, 23))
         return builder.bitcast(bits, _F32)
 
     return types.float32(types.float32), codegen
 
 
 @intrinsic
-def _int_as_f32_bits(typingctx, q):
-    """The float32 whose bit pattern is the integral float32 ``q`` in [0, 2**23].
+def _scale_shifted2(typingctx, p, t):
+    """``p * 2.0**n`` for p in [0.7, 1.42] and ``t = y + _SHIFT2``, n = rint(y) in [-150, 128].
 
-    Bit pattern ``q`` is the denormal ``q * 2**-149``; ``q == 2**23`` is the smallest normal.
+    Computed as ``(p * 2**n1) * 2**n2`` with n1 = floor(n / 2), n2 = n - n1, both powers
+    normal: the first product is exact, so the second rounds once, which gives IEEE overflow
+    to inf and correctly rounded denormal results with no compare or blend. The low 9 bits of
+    t hold v = n + 254, so n1 + 127 = v >> 1 and n2 + 127 = v - (v >> 1).
     """
-    if q != types.float32:
+    if p != types.float32 or t != types.float32:
         return None
 
     def codegen(context, builder, sig, args):
-        return builder.bitcast(builder.fptosi(args[0], _I32), _F32)
+        p, t = args
+        v = builder.bitcast(t, _I32)
+        h = builder.lshr(v, ir.Constant(_I32, 1))
+        s23 = ir.Constant(_I32, 23)
+        a = builder.bitcast(builder.shl(h, s23), _F32)
+        b = builder.bitcast(builder.shl(builder.sub(v, h), s23), _F32)
+        # Not reassociable: 2**n1 * 2**n2 first would round (or flush) twice.
+        return _strict(builder.fmul(_strict(builder.fmul(p, a)), b))
+
+    return types.float32(types.float32, types.float32), codegen
+
+
+@intrinsic
+def _freeze(typingctx, x):
+    """``x`` unchanged (LLVM ``freeze``), but opaque to InstCombine: between the two halves of
+    a clamp it stops LLVM from merging them into compare + max + blend (one vminps and one
+    vmaxps instead)."""
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, sig, args):
+        instr = ir.Instruction(builder.block, _F32, "freeze", [args[0]])
+        builder._insert(instr)  # IRBuilder has no freeze() method
+        return instr
 
     return types.float32(types.float32), codegen
 
 
 @intrinsic
-def _opaque_int(typingctx, n):
-    """The integral float32 ``n`` (|n| < 2**22), recomputed through integer bits.
-
-    LLVM cannot prove the result equals ``n``, so under ``reassoc`` it cannot factor
-    ``n * A + n * B`` into ``n * (A + B)``, which would undo Cody-Waite range reduction.
-    """
-    if n != types.float32:
+def _or_sign(typingctx, t, x):
+    """``t`` (>= +0) with the sign of ``x``, by integer and/or (no compare, no blend)."""
+    if t != types.float32 or x != types.float32:
         return None
 
     def codegen(context, builder, sig, args):
-        # An int round trip; LLVM does not fold sitofp(fptosi(n)) back to n.
-        return builder.sitofp(builder.fptosi(args[0], _I32), _F32)
+        sign = builder.and_(builder.bitcast(args[1], _I32), ir.Constant(_I32, -(2**31)))
+        return builder.bitcast(builder.or_(builder.bitcast(args[0], _I32), sign), _F32)
 
-    return types.float32(types.float32), codegen
+    return types.float32(types.float32, types.float32), codegen
+
+
+@intrinsic
+def _sign_set(typingctx, x):
+    """Whether the sign bit of ``x`` is set (x < 0, -0.0, NaN with sign). A select on it
+    compiles to one vblendvps keyed on x itself, with no compare."""
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.icmp_signed("<", builder.bitcast(args[0], _I32), ir.Constant(_I32, 0))
+
+    return types.boolean(types.float32), codegen
 
 
 # log decomposition: x = m * 2**e with m in [sqrt(1/2), sqrt(2)). Subtracting the bits of
@@ -169,6 +253,11 @@ _LOG2E = f32(1.4426950408889634)
 # for |n| < 2**15 and x - n * _LN2_HI is exact near the reduction point.
 _LN2_HI = f32(0.693359375)
 _LN2_LO = f32(-2.12194440e-4)
+# 1.5 * 2**23 + 127: for |y| < 2**22, y + _SHIFT rounds y to the nearest integer n (ties to
+# even, like np.rint) and leaves n + 127, the biased exponent of 2**n, in the low mantissa
+# bits. _SHIFT2 leaves n + 254 instead, for the two-step scaling of _scale_shifted2.
+_SHIFT = f32(12583039.0)
+_SHIFT2 = f32(12583166.0)
 
 # e**r = 1 + r + r**2 * Q(r), |r| <= ln2/2; rel. error 3.8e-9.
 _EXP_Q0 = f32(0.4999999403953552)
@@ -245,12 +334,11 @@ _GELU_B = f32(0.07135481627260025)
 
 
 @_helper
-def _exp_reduce(x):
-    """Cody-Waite reduction x = n*ln2 + r, |r| <= ~ln2/2. Returns (n as float32, r)."""
-    n = np.rint(x * _LOG2E)
-    r = x - n * _LN2_HI
-    r = r - _opaque_int(n) * _LN2_LO
-    return n, r
+def _clamp(x, lo, hi):
+    """``x`` clamped to [lo, hi]; NaN passes through. ``c if x > c else x`` is exactly x86
+    ``minps(c, x)``, which returns its second operand when one is NaN (likewise maxps)."""
+    xc = _freeze(hi if x > hi else x)
+    return lo if xc < lo else xc
 
 
 @_helper
@@ -276,26 +364,20 @@ def _expm1_poly(r):
 
 
 @_helper
-def _scale(p, n):
-    """p * 2**n for p in [0.7, 1.42] and integral n in [-151, 128], with IEEE overflow to
-    inf and correctly rounded denormal results (single rounding, like the hardware)."""
-    # n == 128 with p < 1 is still finite: fold one factor of 2 into p (exact).
-    big = n > f32(127.0)
-    p = p + p if big else p
-    n = n - f32(1.0) if big else n
-    # Denormal results: p * 2**(n + 149) is the result in units of 2**-149; rounding that
-    # to an integer *is* the denormal rounding, and its bit pattern is the denormal.
-    tiny = n < f32(-126.0)
-    normal = p * _pow2i(f32(0.0) if tiny else n)
-    q = np.rint(p * _pow2i(n + f32(149.0) if tiny else f32(0.0)))
-    return _int_as_f32_bits(q) if tiny else normal
+def _exp_mid(x):
+    """e**x for x in [-87, 88] (no over/underflow; NaN gives NaN)."""
+    t = x * _LOG2E + _SHIFT
+    r = _cw_reduce(x, _exact_sub(t, _SHIFT))
+    return _exp_poly(r) * _pow2_shifted(t)
 
 
 @_helper
-def _exp_mid(x):
-    """e**x for x in [-87, 88] (no special values, no over/underflow)."""
-    n, r = _exp_reduce(x)
-    return _exp_poly(r) * _pow2i(n)
+def _exp_clamped(x):
+    """e**x for x in [-104, 89] or NaN, with IEEE overflow to inf and correctly rounded
+    denormal results (like numpy): no compares or blends."""
+    t = x * _LOG2E + _SHIFT2
+    r = _cw_reduce(x, _exact_sub(t, _SHIFT2))
+    return _scale_shifted2(_exp_poly(r), t)
 
 
 @_helper
@@ -373,12 +455,8 @@ def exp_f32(x):
     (inf, 0.0)
     """
     x = f32(x)
-    # Clamp so n stays in [-150, 128]; NaN compares false and becomes 89 (fixed at the end).
-    xc = x if x < f32(89.0) else f32(89.0)
-    xc = xc if xc > f32(-104.0) else f32(-104.0)
-    n, r = _exp_reduce(xc)
-    res = _scale(_exp_poly(r), n)
-    return res if x == x else x
+    # Beyond the clamp exp overflows to inf / rounds to 0 (n stays in [-150, 128]).
+    return _exp_clamped(_clamp(x, f32(-104.0), f32(89.0)))
 
 
 @_helper
@@ -389,18 +467,16 @@ def exp2_f32(x):
     0.125
     """
     x = f32(x)
-    xc = x if x < f32(128.5) else f32(128.5)
-    xc = xc if xc > f32(-150.5) else f32(-150.5)
-    n = np.rint(xc)
-    r = xc - n  # exact
+    xc = _clamp(x, f32(-150.5), f32(128.5))
+    t = xc + _SHIFT2
+    r = _exact_sub(xc, _exact_sub(t, _SHIFT2))  # xc - rint(xc), exact
     q = _EXP2_Q5
     q = q * r + _EXP2_Q4
     q = q * r + _EXP2_Q3
     q = q * r + _EXP2_Q2
     q = q * r + _EXP2_Q1
     q = q * r + _EXP2_Q0
-    res = _scale(f32(1.0) + r * q, n)
-    return res if x == x else x
+    return _scale_shifted2(f32(1.0) + r * q, t)
 
 
 @_helper
@@ -411,17 +487,15 @@ def expm1_f32(x):
     1.000000013351432e-10
     """
     x = f32(x)
-    xc = x if x < f32(89.0) else f32(89.0)
-    xc = xc if xc > f32(-30.0) else f32(-30.0)  # expm1(-30) rounds to -1
-    n, r = _exp_reduce(xc)
-    em1 = _expm1_poly(r)
+    xc = _clamp(x, f32(-30.0), f32(89.0))  # expm1(-30) rounds to -1
+    t = xc * _LOG2E + _SHIFT
+    n = _exact_sub(t, _SHIFT)
+    em1 = _expm1_poly(_cw_reduce(xc, n))
     big = n > f32(127.0)
     em1 = em1 + em1 + f32(1.0) if big else em1  # 2 e**r - 1, so n can drop by one
-    n = n - f32(1.0) if big else n
-    s = _pow2i(n)
+    s = _pow2_shifted(_exact_sub(t, f32(1.0)) if big else t)
     res = em1 * s + (s - f32(1.0))
-    res = em1 if n == f32(0.0) else res  # keeps tiny results exact (and -0.0)
-    return res if x == x else x
+    return em1 if n == f32(0.0) else res  # keeps tiny results exact (and -0.0); NaN: res
 
 
 @_helper
@@ -486,12 +560,11 @@ def tanh_f32(x):
     q = q * u + _TANH_Q0
     small = x + x * (u * q)
     # |x| >= 0.55: tanh = 1 - 2 / (e**2|x| + 1); the result is >= 0.5 so the subtraction
-    # loses nothing. tanh rounds to 1 beyond |x| = 9.01, so clamp to keep exp in range.
-    ac = a if a < f32(10.0) else f32(10.0)
+    # loses nothing. tanh rounds to 1 beyond |x| = 9.01, so clamp to keep exp in range
+    # (a single vminps; NaN passes it and also the final select, via either branch).
+    ac = f32(9.5) if a > f32(9.5) else a
     t = f32(1.0) - f32(2.0) / (_exp_mid(ac + ac) + f32(1.0))
-    big = -t if x < f32(0.0) else t
-    res = small if a < _TANH_SMALL else big
-    return res if x == x else x
+    return small if a < _TANH_SMALL else _or_sign(t, x)
 
 
 @_helper
@@ -503,9 +576,11 @@ def sigmoid_f32(x):
     0.5
     """
     x = f32(x)
-    # e**-|x| never overflows; for x < 0 use e**x / (1 + e**x) so tiny results stay exact.
-    e = exp_f32(-abs(x))
-    num = f32(1.0) if x >= f32(0.0) else e
+    # e**-|x| never overflows (one-sided clamp); for x < 0 use e**x / (1 + e**x) so tiny
+    # results stay exact. NaN flows through e.
+    y = -abs(x)
+    e = _exp_clamped(f32(-104.0) if y < f32(-104.0) else y)
+    num = e if _sign_set(x) else f32(1.0)  # -0.0 takes e = 1: same result
     return num / (f32(1.0) + e)
 
 
@@ -543,8 +618,7 @@ def gelu_tanh_f32(x):
     """
     x = f32(x)
     t = x * (_GELU_A + _GELU_B * (x * x))  # 2z
-    tc = t if t > f32(-87.0) else f32(-87.0)
-    tc = tc if tc < f32(87.0) else f32(87.0)
+    tc = _clamp(t, f32(-87.0), f32(87.0))
     s = f32(1.0) / (f32(1.0) + _exp_mid(-tc))
     # NaN compares false and falls through to x * s = NaN; gelu(-inf) = -0, not -inf * 0.
     return f32(-0.0) if t < f32(-87.0) else x * s

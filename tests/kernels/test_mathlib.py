@@ -315,3 +315,15 @@ def test_loop_vectorises_without_libm(name):
     assert any(op in asm for op in ("mulps", "fmadd213ps", "fmadd231ps", "fmadd132ps")), name
     for libm in ("expf", "logf", "tanhf", "erff", "exp@", "log@", "tanh@"):
         assert f"call\t{libm}" not in asm and f"{libm}PLT" not in asm, (name, libm)
+
+
+def test_exp2_exact_powers_and_denormal_scaling():
+    """exp2 at integers is exact across the normal and denormal range (the two-step scaling
+    rounds once), overflows at 128 and rounds 2**-150 (a tie) to even, i.e. to 0."""
+    k = np.arange(-151, 130, dtype=F32)
+    y = run("exp2_f32", k)
+    want = np.exp2(k.astype(np.float64)).astype(F32)  # exact, or inf/0 where float32 cannot
+    np.testing.assert_array_equal(y, want)
+    # exp just above the denormal threshold and just below overflow agrees with numpy.
+    x = np.array([-87.5, -95.0, -100.0, -103.5, 88.0, 88.7], dtype=F32)
+    np.testing.assert_allclose(run("exp_f32", x), np.exp(x), rtol=3e-7, atol=2e-45)
