@@ -387,3 +387,29 @@ def test_one_element_kernel_compiles_serial_without_a_numba_warning():
         warnings.simplefilter("error")
         got = runba.fuse(block)(x, b).numpy()
     np.testing.assert_allclose(got, block(x, b).numpy(), rtol=1e-6)
+
+
+def test_large_outputs_reuse_freed_buffers_but_never_live_ones():
+    """Outputs of 1 MiB or more come from a pool: a dead output's block is reused (no fresh
+    page faults), a block any array still views is not."""
+    from runba.jit import runtime
+
+    x = randn(512, 1024, seed=21)  # 2 MiB float32
+    f = runba.fuse(double)
+    runtime.clear_buffer_pool()
+    first = f(x).numpy()
+    address = first.ctypes.data
+    view = first[3:, ::2]  # outlives the tensor and `first`
+    del first
+    kept = view.copy()
+    second = f(x).numpy()
+    assert second.ctypes.data != address  # a view still sees the first block
+    np.testing.assert_array_equal(view, kept)
+    del view
+    third_addresses = set()
+    for _ in range(3):  # the first block is free now; reused by one of these calls
+        y = f(x).numpy()
+        third_addresses.add(y.ctypes.data)
+        del y
+    assert address in third_addresses
+    np.testing.assert_allclose(second, double(x).numpy(), rtol=1e-6)

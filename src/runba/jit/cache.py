@@ -119,6 +119,10 @@ def cache_info() -> JitCacheInfo:
         return JitCacheInfo(**_stats, plans_cached=len(PLANS), kernels=loader.cache_info())
 
 
+# Called by clear_cache(memory=True): the runtime's buffer pool registers here.
+on_clear: list = []
+
+
 def clear_cache(*, memory: bool = True, disk: bool = False) -> None:
     """Forget cached plans and compiled kernels (``disk=True`` also deletes the kernel files
     under the cache dir) and reset the counters."""
@@ -126,6 +130,8 @@ def clear_cache(*, memory: bool = True, disk: bool = False) -> None:
         if memory:
             PLANS.clear()
             _last_key[0] = None
+            for fn in on_clear:
+                fn()
         for k in _stats:
             _stats[k] = 0
     loader.clear_cache(memory=memory, disk=disk)
