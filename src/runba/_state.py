@@ -14,6 +14,8 @@ class _ThreadState(threading.local):
         self.capture = None
         # The JIT's pending lazy graph of this thread (runba.jit.graph.Graph) or None.
         self.graph = None
+        # The fused function or module running now (its graphs count its specialisations).
+        self.fuse_origin = None
 
 
 STATE = _ThreadState()

@@ -5,6 +5,8 @@ Python runs every call (loops, branches and sizes may change); backward through 
 tensors; ``RUNBA_JIT=0`` runs fused code eagerly.
 """
 
+import warnings
+
 import numpy as np
 import pytest
 from jitutil import Delta, assert_fused_matches, block, double, randn, scaled, softmax, values
@@ -413,3 +415,33 @@ def test_large_outputs_reuse_freed_buffers_but_never_live_ones():
         del y
     assert address in third_addresses
     np.testing.assert_allclose(second, double(x).numpy(), rtol=1e-6)
+
+
+def test_ninth_specialisation_of_one_fused_function_warns_once():
+    """Each call with a new structure (here: one more loop iteration, one more axis) is a new
+    plan; the 9th for one fused function warns, naming it and the reason, and only once. (The
+    size-1 axes drop out of the kernel's layout: one kernel serves every depth.)"""
+
+    def deepening(x, depth):
+        y = x * 1.5
+        for _ in range(depth):
+            y = y.unsqueeze(0)
+        return y
+
+    f = runba.fuse(deepening)
+    x = randn(3, seed=4)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for depth in range(1, 12):
+            f(x, depth).numpy()
+    msgs = [str(w.message) for w in caught if issubclass(w.category, runba.jit.RecompileWarning)]
+    assert len(msgs) == 1, msgs
+    assert "runba.fuse(" in msgs[0] and "deepening" in msgs[0] and "9 specialisations" in msgs[0]
+    # a module counts its own graphs
+    m = runba.fuse(nn.Linear(3, 3))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with runba.no_grad():
+            for n in range(1, 4):
+                m(randn(n, 3)).numpy()  # new sizes: one structure
+    assert not [w for w in caught if issubclass(w.category, runba.jit.RecompileWarning)]

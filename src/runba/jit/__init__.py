@@ -12,7 +12,7 @@ Pipeline (one module per stage)::
 See docs/fusion.md (users) and docs/architecture.md (contributors).
 """
 
-from runba.jit.cache import cache_info, clear_cache
+from runba.jit.cache import RecompileWarning, cache_info, clear_cache
 from runba.jit.capture import RECORDER, fuse, is_enabled, realize
 from runba.jit.explain import explain
 from runba.jit.runtime import KernelError
@@ -20,4 +20,13 @@ from runba.ops import registry as _registry
 
 _registry.lazy_recorder = RECORDER
 
-__all__ = ["KernelError", "cache_info", "clear_cache", "explain", "fuse", "is_enabled", "realize"]
+__all__ = [
+    "KernelError",
+    "RecompileWarning",
+    "cache_info",
+    "clear_cache",
+    "explain",
+    "fuse",
+    "is_enabled",
+    "realize",
+]

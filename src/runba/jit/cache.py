@@ -19,6 +19,8 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import warnings
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -119,6 +121,43 @@ def cache_info() -> JitCacheInfo:
         return JitCacheInfo(**_stats, plans_cached=len(PLANS), kernels=loader.cache_info())
 
 
+# ----------------------------------------------------------------------------- recompiles
+#: A fused function or module that has needed more distinct graph structures than this gets
+#: one RecompileWarning (like torch.compile's recompile limit): each new structure plans,
+#: and may compile, again - usually a sign that something structural changes every call.
+SPECIALISATION_LIMIT = 8
+_specialisations: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+class RecompileWarning(UserWarning):
+    """A fused function or module keeps meeting new graph structures."""
+
+
+def note_specialisation(origin, key, reason: str) -> None:
+    """Count a new plan for ``origin``; warn once when it passes the limit."""
+    if origin is None:
+        return
+    with _lock:
+        try:
+            keys = _specialisations.setdefault(origin, set())
+        except TypeError:  # not weak-referenceable: not counted
+            return
+        if len(keys) > SPECIALISATION_LIMIT:
+            return  # warned already; stop growing
+        keys.add(key)
+        n = len(keys)
+    if n == SPECIALISATION_LIMIT + 1:
+        name = getattr(origin, "__qualname__", None) or type(origin).__name__
+        warnings.warn(
+            f"runba.fuse({name}): {n} specialisations (graph structures) so far, each planned "
+            f"and possibly compiled anew; the latest because {reason}. Something structural "
+            "changes between calls (a dtype, a rank, requires_grad, train/eval, the number of "
+            "loop iterations); RUNBA_DEBUG=3 prints the reason for every new plan.",
+            RecompileWarning,
+            stacklevel=4,
+        )
+
+
 # Called by clear_cache(memory=True): the runtime's buffer pool registers here.
 on_clear: list = []
 
@@ -129,6 +168,7 @@ def clear_cache(*, memory: bool = True, disk: bool = False) -> None:
     with _lock:
         if memory:
             PLANS.clear()
+            _specialisations.clear()
             _last_key[0] = None
             for fn in on_clear:
                 fn()

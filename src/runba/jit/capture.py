@@ -270,21 +270,32 @@ def realize(*tensors) -> None:
 
 
 class _Capturing:
-    """Context: record ops of this thread into its pending graph."""
+    """Context: record ops of this thread into its pending graph, on behalf of ``origin``
+    (the fused function or module: the owner of the graphs for the specialisation count)."""
 
-    __slots__ = ("prev",)
+    __slots__ = ("prev", "prev_origin", "origin")
+
+    def __init__(self, origin=None):
+        self.origin = origin
 
     def __enter__(self):
         self.prev = STATE.capture
+        self.prev_origin = STATE.fuse_origin
         STATE.capture = RECORDER
+        if self.origin is not None:
+            STATE.fuse_origin = self.origin
+            g = STATE.graph
+            if g is not None and g.origin is None:
+                g.origin = self.origin
 
     def __exit__(self, *exc):
         STATE.capture = self.prev
+        STATE.fuse_origin = self.prev_origin
         return False
 
 
-def capturing():
-    return _Capturing()
+def capturing(origin=None):
+    return _Capturing(origin)
 
 
 def fuse(obj=None):
@@ -322,7 +333,7 @@ def fuse(obj=None):
     def fused(*args, **kwargs):
         if not is_enabled():
             return obj(*args, **kwargs)
-        with capturing():
+        with capturing(fused):
             return obj(*args, **kwargs)
 
     fused.__runba_fused__ = obj

@@ -100,6 +100,7 @@ class Graph:
         self.nodes: list[LazyNode] = []
         self.lock = threading.RLock()
         self.realized = False
+        self.origin = STATE.fuse_origin  # the fused function/module that started it
         # the concrete storage the nodes read, by id (add() keeps it; realize_readers reads)
         self.arrays: dict[int, np.ndarray] = {}
 

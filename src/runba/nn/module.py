@@ -171,7 +171,7 @@ class Module:
     # ------------------------------------------------------------------ call
     def __call__(self, *args, **kwargs):
         if self._runba_fused and _STATE.capture is None and _jit_enabled():
-            with _capturing():  # runba.fuse: record this call (the branch is skipped inside)
+            with _capturing(self):  # runba.fuse: record this call (the branch is skipped inside)
                 return self(*args, **kwargs)
         if self._forward_hooks or self._forward_pre_hooks:
             return self._call_with_hooks(args, kwargs)
