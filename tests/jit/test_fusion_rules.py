@@ -367,3 +367,22 @@ def test_independent_nodes_over_one_shape_share_a_kernel():
     assert explain_counts(report)[1] == 1, report
     assert "E_lt_ge_logical_or_b8" in report, report
     assert_fused_matches(fn, t)
+
+
+@pytest.mark.parametrize("n", [1500, PARALLEL_THRESHOLD + 3])
+def test_long_transcendental_chain_runs_in_tiled_stages(n, monkeypatch, capsys):
+    """Three or more transcendentals in a flat pointwise kernel: one loop per transcendental
+    over L1 tiles (values in tile scratch), then the output loop; serial and parallel."""
+    x = randn(n, seed=8)
+
+    def fn(x):
+        y = (x * 1.01 + 0.1).tanh() * 0.9
+        return y.exp().sigmoid() - 0.05, y
+
+    runba.jit.clear_cache()
+    monkeypatch.setenv("RUNBA_DEBUG", "4")
+    d = assert_fused_matches(fn, x, rtol=2e-6, atol=2e-6)
+    src = capsys.readouterr().err
+    assert d.launches == 1
+    assert src.count("for i0 in range(tb, te):") == 4  # 3 stages + outputs, serial branch
+    assert src.count("for i0_ in range(tb_, te_):") == 4

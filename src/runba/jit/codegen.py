@@ -359,7 +359,7 @@ def _dtype_of(x, compute):
     return compute  # scalars are passed already in the compute dtype
 
 
-_LOCAL = re.compile(r"\b(v\d+|w\d+|i\d+|p\d+|t\d+|q|acc|lo|hi|c|nch)\b")
+_LOCAL = re.compile(r"\b(v\d+|w\d+|i\d+|p\d+|t\d+|q|acc|lo|hi|c|nch|tb|te)\b")
 
 
 def _parallel_names(lines):
@@ -371,6 +371,10 @@ def _parallel_names(lines):
 # Relative cost of recomputing one node in a later pass (a scratch store + load costs ~2).
 _HEAVY = {"div": 4, "sqrt": 4, "pow": 8, "sin": 8, "cos": 8, "tan": 8, **dict.fromkeys(_MATHLIB, 8)}
 _STASH_MIN_COST = 4
+# Flat pointwise kernels with this many transcendentals run one loop per transcendental over
+# tiles of _TILE elements (4 KiB of float32 per stage value: L1-resident).
+_TILE_MIN_HEAVY = 3
+_TILE = 1024
 
 
 def _recompute_cost(i, group, nodes, red_set, stash):
@@ -403,6 +407,15 @@ def render(group, nodes, args, scalars, layout, target: str = "cpu"):
     m = layout.n_outer
     n_inner = len(layout.axes) - m
     red_set = set(group.reductions)
+    heavy = [i for i in group.nodes if nodes[i].op.name in _MATHLIB]
+    if not group.reductions and m == 0 and n_inner == 1 and len(heavy) >= _TILE_MIN_HEAVY:
+        # A long flat chain of transcendentals: one loop per transcendental over L1-sized
+        # tiles. Inlined into one loop body, five tanh ran 2x slower than five loops (the
+        # body outgrows the 16 vector registers and spills).
+        em = _Emitter(group, nodes, args, layout, scalar_of)
+        em.stash = {i: p for p, i in enumerate(heavy)}
+        em.stash_index = f"i{m} - tb"
+        return _render(em, group, nodes, args, scalars, layout, stages=heavy)
     stash: dict = {}
     # Row kernels with one inner axis keep expensive cross-pass values in scratch rows:
     # render, find values a later pass recomputes, stash the latest one, render again.
@@ -430,7 +443,7 @@ def render(group, nodes, args, scalars, layout, target: str = "cpu"):
         stash[best[0]] = best[1]
 
 
-def _render(em, group, nodes, args, scalars, layout):
+def _render(em, group, nodes, args, scalars, layout, stages=None):
     name = kernel_name(group, nodes)
     n_axes = len(layout.axes)
     m = layout.n_outer
@@ -519,6 +532,31 @@ def _render(em, group, nodes, args, scalars, layout):
         for i in sorted(em.stash, key=em.local.get):
             t = np_type(nodes[i].dtype)
             lines.append(" " * ind + f"{em.name(i, 'w')} = np.empty(n{m}, {t})")
+
+    def tiled(lines, ind, parallel):
+        """Flat pointwise chain in stages: per chunk, per tile, one loop per stage root
+        (its value stored in a tile-sized scratch), then the loop writing the outputs."""
+        loop = "prange" if parallel else "range"
+        lines.append(" " * ind + (f"nch = max(min(n{m}, chunks), 1)" if parallel else "nch = 1"))
+        lines.append(" " * ind + f"for c in {loop}(nch):")
+        ind1 = ind + 4
+        lines.append(" " * ind1 + f"lo = c * n{m} // nch")
+        lines.append(" " * ind1 + f"hi = (c + 1) * n{m} // nch")
+        for i in stages:
+            lines.append(
+                " " * ind1 + f"{em.name(i, 'w')} = np.empty({_TILE}, {np_type(nodes[i].dtype)})"
+            )
+        lines.append(" " * ind1 + f"for tb in range(lo, hi, {_TILE}):")
+        ind2 = ind1 + 4
+        lines.append(" " * ind2 + f"te = min(tb + {_TILE}, hi)")
+        for p, i in enumerate(stages):
+            lines.append(" " * ind2 + f"for i{m} in range(tb, te):")
+            em.emit(i, em.pass_scope([{}], p), lines, ind2 + 4)
+        lines.append(" " * ind2 + f"for i{m} in range(tb, te):")
+        memo = em.pass_scope([{}], len(stages))
+        for k, i in full_outs:
+            v = em.emit(i, memo, lines, ind2 + 4)
+            lines.append(" " * (ind2 + 4) + f"{em.access(f'o{k}', layout.out_axes[k])} = {v}")
 
     def chunked(lines, ind, parallel):
         """No outer axes (one row): chunks of the first inner axis."""
@@ -609,7 +647,14 @@ def _render(em, group, nodes, args, scalars, layout):
 
     body: list[str] = []
     total = " * ".join(sizes) if sizes else "1"
-    if group.lead and (outer_axes or inner_axes):
+    if stages:
+        body.append(f"    if {total} < {PARALLEL_THRESHOLD}:")
+        tiled(body, 8, False)
+        body.append("    else:")
+        par = []
+        tiled(par, 8, True)
+        body.extend(_parallel_names(par))
+    elif group.lead and (outer_axes or inner_axes):
         body.append(f"    if {total} < {PARALLEL_THRESHOLD}:")
         column(body, 8, False)
         body.append("    else:")
