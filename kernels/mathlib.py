@@ -55,6 +55,8 @@ __all__ = [
     "sigmoid_f32",
     "erf_f32",
     "gelu_tanh_f32",
+    "gelu_tanh_reduce_f32",
+    "gelu_tanh_finish_f32",
     "gelu_erf_f32",
     "exp_f64",
     "exp2_f64",
@@ -323,9 +325,18 @@ _ERFC_R8 = f32(0.3205491304397583)
 _ERFC_R9 = f32(-0.06611799448728561)
 
 _SQRT1_2 = f32(0.7071067811865476)
-# 2 * sqrt(2/pi) and 2 * sqrt(2/pi) * 0.044715: gelu_tanh = x * sigmoid(x * (A + B x**2)).
-_GELU_A = f32(1.5957691216057308)
-_GELU_B = f32(0.07135481627260025)
+# gelu_tanh = x / (1 + 2**w), w = -log2(e) * 2z = x * (A + B x**2): 2 sqrt(2/pi) and
+# 2 sqrt(2/pi) 0.044715, times -log2(e), so w feeds 2**w with no ln2 reduction.
+_GELU_A = f32(-1.5957691216057308 * 1.4426950408889634)
+_GELU_B = f32(-0.07135481627260025 * 1.4426950408889634)
+# 2**r = 1 + r * Q(r), |r| <= 1/2, one degree below _EXP2_Q; rel. error 1.1e-7 (0.9 ulp).
+# Enough for gelu, whose result damps the error of 2**w by 2**w / (1 + 2**w) <= 1, and one
+# fewer coefficient keeps the whole gelu body in the 16 AVX2 registers.
+_GELU_Q0 = f32(0.6931470036506653)
+_GELU_Q1 = f32(0.24022242426872253)
+_GELU_Q2 = f32(0.05550733581185341)
+_GELU_Q3 = f32(0.009671512991189957)
+_GELU_Q4 = f32(0.0013264723820611835)
 
 
 # ---------------------------------------------------------------------------------------
@@ -604,24 +615,53 @@ def erf_f32(x):
 
 
 @_helper
+def gelu_tanh_reduce_f32(x):
+    """First half of :func:`gelu_tanh_f32`: ``(xc, r, s)`` with ``2**w = (1 + r Q(r)) * s``.
+
+    Kernels that run GELU over long rows can store the three values in L1-sized scratch
+    tiles and finish in a second loop (:func:`gelu_tanh_finish_f32`): two short loop bodies
+    keep their constants in registers, where one long body reloads them every iteration
+    (measured 1.2x faster on AVX2). ``gelu_tanh_f32(x)`` is
+    ``gelu_tanh_finish_f32(*gelu_tanh_reduce_f32(x))``.
+    """
+    x = f32(x)
+    # gelu(-inf) = -0: clamping x keeps -inf / inf = NaN out (one vmaxps; NaN passes).
+    xc = f32(-20.0) if x < f32(-20.0) else x
+    w = xc * (_GELU_A + _GELU_B * (xc * xc))
+    # n = rint(w) in [-127, 128] needs no select: n = 128 puts 255 in the exponent field,
+    # so s = inf and the result -0 (x < -10, true |result| < 2e-37); n = -127 gives s = 0
+    # and the result x (x > 10, where gelu rounds to x).
+    wc = _clamp(w, f32(-127.0), f32(128.0))
+    t = wc + _SHIFT
+    return xc, wc - _exact_sub(t, _SHIFT), _pow2_shifted(t)
+
+
+@_helper
+def gelu_tanh_finish_f32(xc, r, s):
+    """Second half of :func:`gelu_tanh_f32` (see :func:`gelu_tanh_reduce_f32`)."""
+    q = _GELU_Q4
+    q = q * r + _GELU_Q3
+    q = q * r + _GELU_Q2
+    q = q * r + _GELU_Q1
+    q = q * r + _GELU_Q0
+    return xc / (f32(1.0) + (f32(1.0) + r * q) * s)
+
+
+@_helper
 def gelu_tanh_f32(x):
     """GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x**3))).
 
-    Computed as x * sigmoid(2 z), which has no cancellation for negative x. The sigmoid is
-    inlined without ``sigmoid_f32``'s denormal path: 2z is clamped to [-87, 87] so one
-    ``_exp_mid`` and one division do all the work (1.6x faster, the cost of a GEMM epilogue).
-    Below 2z = -87 (x < -10.0, |result| < 2e-37) the result is -0.0; numpy's op-by-op
-    formula and torch already give -0.0 from x < -5.
+    Computed as x * sigmoid(2z) = x / (1 + 2**w) with w = -2z log2(e), which has no
+    cancellation for negative x; log2(e) is folded into the polynomial in x, so 2**w needs
+    only a rounding of w, no Cody-Waite reduction, and no compare or blend anywhere.
+    For x < -10 (|result| < 2e-37) the result is -0.0; numpy's op-by-op formula and torch
+    already give -0.0 from x < -5.
 
     >>> float(gelu_tanh_f32(np.float32(1.0)))
     0.8411920070648193
     """
-    x = f32(x)
-    t = x * (_GELU_A + _GELU_B * (x * x))  # 2z
-    tc = _clamp(t, f32(-87.0), f32(87.0))
-    s = f32(1.0) / (f32(1.0) + _exp_mid(-tc))
-    # NaN compares false and falls through to x * s = NaN; gelu(-inf) = -0, not -inf * 0.
-    return f32(-0.0) if t < f32(-87.0) else x * s
+    xc, r, s = gelu_tanh_reduce_f32(x)
+    return gelu_tanh_finish_f32(xc, r, s)
 
 
 @_helper

@@ -29,7 +29,7 @@ ULP_BOUND = {
     "erf": 2.5,  # 2.25
     # gelu is ill-conditioned for x < -1 (the float32 rounding of the inner argument is
     # amplified by ~|x|), so the bound holds on x >= -1 plus GELU_SLOPE ulp per unit of -x.
-    "gelu_tanh": 4.5,  # 2.41 on x >= -1
+    "gelu_tanh": 4.5,  # 2.99 on x >= -1
     "gelu_erf": 5.0,  # 4.43 on x >= -1 (1 + erf(x/sqrt2) cancels near x = -0.9)
 }
 GELU_SLOPE = 25.0  # measured worst ~20 ulp per unit below -1
@@ -152,15 +152,21 @@ def classes(v):
     return np.select([np.isnan(v), v == np.inf, v == -np.inf, v == 0], [0, 1, 2, 3], default=4)
 
 
+def ulp_bound(name, x):
+    """The error bound in ulp at each x: ULP_BOUND, plus GELU_SLOPE per unit below -1."""
+    bound = np.full(x.shape, ULP_BOUND[name])
+    if name.startswith("gelu"):
+        with np.errstate(invalid="ignore"):
+            bound += GELU_SLOPE * np.maximum(-1.0 - x.astype(np.float64), 0.0)
+    return bound
+
+
 def check_ulps(name, x, fastmath=True):
     y = run(name + "_f32", x, fastmath)
     with np.errstate(all="ignore"):
         ref = REF[name](x.astype(np.float64))
     err = ulp_error(y, ref)
-    bound = np.full(x.shape, ULP_BOUND[name])
-    if name.startswith("gelu"):
-        with np.errstate(invalid="ignore"):
-            bound += GELU_SLOPE * np.maximum(-1.0 - x.astype(np.float64), 0.0)
+    bound = ulp_bound(name, x)
     if name == "gelu_tanh":
         with np.errstate(invalid="ignore"):
             flushed = (y == 0) & (np.abs(ref) < GELU_TANH_FLUSH)
@@ -230,9 +236,15 @@ def test_edge_values_match_numpy_class(name):
             want = REF[name](EDGES.astype(np.float64)).astype(F32)
     mism = classes(y) != classes(want)
     assert not mism.any(), list(zip(EDGES[mism], y[mism], want[mism]))
-    # Nonzero finite results agree closely with the reference.
+    # Nonzero finite results agree closely with the reference (gelu's ill-conditioned tail
+    # within its ulp bound, the rest within 3e-6).
     fin = (classes(want) == 4) & (classes(y) == 4)
-    np.testing.assert_allclose(y[fin], want[fin], rtol=3e-6)
+    if name.startswith("gelu"):
+        with np.errstate(all="ignore"):
+            err = ulp_error(y[fin], REF[name](EDGES[fin].astype(np.float64)))
+        assert (err <= ulp_bound(name, EDGES[fin])).all(), list(zip(EDGES[fin], err))
+    else:
+        np.testing.assert_allclose(y[fin], want[fin], rtol=3e-6)
 
 
 def test_spec_values():
