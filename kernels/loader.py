@@ -110,6 +110,39 @@ def _provide_powi() -> None:
 
 _provide_powi()
 
+
+def _skip_numba_blas_import_probe() -> None:
+    """Keep numba's target init from importing ``scipy.linalg`` (0.25 s of every process).
+
+    ``numba.np.arraymath`` probes for BLAS when it is imported (``_HAVE_BLAS =
+    _check_blas()``), and the probe imports ``scipy.linalg.cython_blas``; numba imports that
+    module while it initialises its CPU target, so the first kernel of every process paid for
+    scipy, although no runba kernel calls BLAS from numba. During that one probe, "scipy is
+    installed" stands in for importing it; every other caller of ``ensure_blas`` (``np.dot``
+    and friends, when a user's kernel compiles them) still runs the real import and checks.
+    """
+    import importlib.util
+
+    try:
+        from numba.np import linalg
+    except ImportError:
+        return
+    real = getattr(linalg, "ensure_blas", None)
+    if real is None or "numba.np.arraymath" in sys.modules:
+        return
+
+    def ensure_blas():
+        if sys._getframe(1).f_code.co_name == "_check_blas":  # arraymath's import probe
+            if importlib.util.find_spec("scipy") is None:
+                raise ImportError("scipy 0.16+ is required for linear algebra")
+            return
+        return real()
+
+    linalg.ensure_blas = ensure_blas
+
+
+_skip_numba_blas_import_probe()
+
 #: Bump when the renderer or the loader changes what a given source means. It names the
 #: directory under the cache root, so old artifacts are simply ignored (``clear_cache`` removes
 #: the current directory only).

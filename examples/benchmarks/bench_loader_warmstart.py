@@ -22,7 +22,7 @@ import tempfile
 CHILD = r"""
 import json, sys, time
 if sys.argv[3] == "1":
-    sys.modules["scipy"] = None  # what a venv without scipy sees (numba's BLAS probe imports it)
+    sys.modules["scipy"] = None  # what a venv without scipy sees
 import numpy as np
 import numba
 from runba.kernels import loader
@@ -103,8 +103,8 @@ def main() -> None:
         f"# {k} kernels ({f'every {pe}-th parallel' if pe else 'serial'}), seconds after "
         f"import, python {platform.python_version()}, {platform.processor() or platform.machine()}"
     )
-    print("# first kernel includes numba's one-time target init (which imports scipy.linalg")
-    print("# when scipy is installed); 'no scipy' hides scipy to show that part. warm = median")
+    print("# first kernel includes numba's one-time target init (the loader keeps numba's BLAS")
+    print("# probe from importing scipy.linalg); 'no scipy' hides scipy. warm = median")
     print(f"{'process':<16} {'total s':>8} {'1st kernel s':>13} {'rest s':>7} {'compiles':>9}")
     for name, tot, first, c in rows:
         print(f"{name:<16} {tot:8.3f} {first:13.3f} {tot - first:7.3f} {c:9d}")

@@ -429,3 +429,31 @@ def test_integer_power_kernels_link(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.split() == ["1", "4", "9", "2.5", "6.25", "30.375"], r.stdout
+
+
+def test_first_kernel_does_not_import_scipy_linalg_but_numba_blas_still_works(tmp_path):
+    """numba's BLAS probe at target init imports scipy.linalg (0.25 s per process); the loader
+    skips that import, and a user kernel calling ``np.dot`` still gets the real BLAS."""
+    pytest.importorskip("scipy")
+    code = textwrap.dedent(
+        """
+        import sys
+        import numba
+        import numpy as np
+        import runba
+
+        y = runba.fuse(lambda x: (x * 2).exp())(runba.ones(4)).numpy()
+        assert np.allclose(y, np.exp(2.0)), y
+        print("scipy.linalg" in sys.modules)
+
+        @numba.njit
+        def dot(a, b):
+            return np.dot(a, b)
+
+        print(dot(np.arange(3.0), np.arange(3.0)), "scipy.linalg" in sys.modules)
+        """
+    )
+    env = dict(os.environ, RUNBA_CACHE_DIR=str(tmp_path))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["False", "5.0", "True"], r.stdout
