@@ -386,5 +386,37 @@ def test_long_transcendental_chain_runs_in_tiled_stages(n, monkeypatch, capsys):
     d = assert_fused_matches(fn, x, rtol=2e-6, atol=2e-6)
     src = capsys.readouterr().err
     assert d.launches == 1
-    assert src.count("for i0 in range(tb, te):") == 4  # 3 stages + outputs, serial branch
-    assert src.count("for i0_ in range(tb_, te_):") == 4
+    assert src.count("for k0 in range(te - tb):") == 4  # 3 stages + outputs, serial branch
+    assert src.count("for k0_ in range(te_ - tb_):") == 4
+    # tile loops run from 0 and index with unsigned offsets (no wraparound select)
+    assert src.count("i0 = np.uintp(tb + k0)") == 4
+
+
+@pytest.mark.parametrize("op", ["any", "all"])
+@pytest.mark.parametrize("dim", [None, 0, 1])
+def test_any_all_fuse_with_their_producer(op, dim):
+    """``(x > c).any(dim)`` is one kernel (row, column or flat) with a bool result equal to
+    numpy's; NaN counts as true, as in numpy, and integer inputs fuse too."""
+    base = randn(40, 300, seed=11).numpy()
+    base[3, 7] = np.nan
+    x = runba.from_numpy(base)
+    xi = runba.from_numpy((base > 1.0).astype(np.int64))
+
+    def fn(x, xi):
+        test = getattr(x > 0.8, op)
+        nan_or_zero = getattr(x * (x > 2.5), op)  # mostly zeros, one NaN
+        ints = getattr(xi, op)
+        if dim is None:
+            return test(), nan_or_zero(), ints()
+        return test(dim), nan_or_zero(dim, keepdim=True), ints(dim)
+
+    assert_fused_matches(fn, x, xi)
+    got = values(runba.fuse(fn)(x, xi))
+    with np.errstate(invalid="ignore"):
+        parts = (base > 0.8, base * (base > 2.5), (base > 1.0).astype(np.int64))
+    for g, p, kd in zip(got, parts, (False, True, False)):
+        want = getattr(np, op)(p, axis=dim, keepdims=kd and dim is not None)
+        assert g.dtype == np.bool_
+        np.testing.assert_array_equal(g, want)
+    report = runba.jit.explain(runba.fuse(fn), x, xi)
+    assert explain_counts(report)[2] == 0 and not numpy_lines(report), report

@@ -46,6 +46,8 @@ from runba.ops import registry
 __all__ = ["RECORDER", "fuse", "is_enabled", "realize"]
 
 _FUSABLE_REDUCTIONS = frozenset({"sum", "amax", "amin", "prod"})
+# any / all: bool results from inputs of any dtype (x != 0, so NaN counts as true)
+_FUSABLE_TESTS = frozenset({"any", "all"})
 
 
 def is_enabled() -> bool:
@@ -122,6 +124,8 @@ class Recorder:
                 return "no fused lowering for this elementwise op"
             return None
         if kind == registry.REDUCE:
+            if op.name in _FUSABLE_TESTS:
+                return None
             if op.name not in _FUSABLE_REDUCTIONS:
                 return "reduction without a fused lowering"
             if attrs.get("dtype") is not None or inputs[0].dtype.category != FLOATING:

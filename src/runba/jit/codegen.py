@@ -256,10 +256,14 @@ def kernel_name(group, nodes) -> str:
 
 
 # ----------------------------------------------------------------------------- render
-_INIT = {"sum": "0", "prod": "1", "amax": "-np.inf", "amin": "np.inf"}
+_INIT = {"sum": "0", "prod": "1", "amax": "-np.inf", "amin": "np.inf", "any": "0", "all": "1"}
 
 
 def _update(op_name, acc, v):
+    if op_name == "any":  # bitwise, not `or`: no branch, so the loop vectorises
+        return f"{acc} | ({v} != 0)"
+    if op_name == "all":
+        return f"{acc} & ({v} != 0)"
     if op_name == "sum":
         return f"{acc} + {v}"
     if op_name == "prod":
@@ -359,7 +363,16 @@ def _dtype_of(x, compute):
     return compute  # scalars are passed already in the compute dtype
 
 
-_LOCAL = re.compile(r"\b(v\d+|w\d+|i\d+|p\d+|t\d+|q|acc|lo|hi|c|nch|tb|te)\b")
+_LOCAL = re.compile(r"\b(v\d+|w\d+|i\d+|k\d+|p\d+|t\d+|q|acc|lo|hi|c|nch|tb|te)\b")
+
+
+def _unsigned(index: str) -> str:
+    """``index`` as an unsigned integer. Loops over a chunk [lo, hi) run k from 0 and index
+    with ``uintp(lo + k)``: numba then knows the index is not negative and emits no
+    wraparound select, which otherwise keeps LLVM from vectorising the loop (measured 1.25x
+    on a tiled tanh chain). Only array subscripts use these names (uint64 mixed with int64
+    arithmetic would promote to float64 in numba)."""
+    return f"np.uintp({index})"
 
 
 def _parallel_names(lines):
@@ -414,7 +427,7 @@ def render(group, nodes, args, scalars, layout, target: str = "cpu"):
         # body outgrows the 16 vector registers and spills).
         em = _Emitter(group, nodes, args, layout, scalar_of)
         em.stash = {i: p for p, i in enumerate(heavy)}
-        em.stash_index = f"i{m} - tb"
+        em.stash_index = f"k{m}"
         return _render(em, group, nodes, args, scalars, layout, stages=heavy)
     stash: dict = {}
     # Row kernels with one inner axis keep expensive cross-pass values in scratch rows:
@@ -478,7 +491,9 @@ def _render(em, group, nodes, args, scalars, layout, stages=None):
         """Open the inner loops; the first inner axis may run over a chunk [lo, hi)."""
         for k, ax in enumerate(inner_axes):
             if k == 0 and lo_hi is not None:
-                lines.append(" " * ind + f"for i{ax} in range({lo_hi[0]}, {lo_hi[1]}):")
+                lo, hi = lo_hi
+                lines.append(" " * ind + f"for k{ax} in range({hi} - {lo}):")
+                lines.append(" " * (ind + 4) + f"i{ax} = {_unsigned(f'{lo} + k{ax}')}")
             else:
                 lines.append(" " * ind + f"for i{ax} in range(n{ax}):")
             ind += 4
@@ -550,9 +565,11 @@ def _render(em, group, nodes, args, scalars, layout, stages=None):
         ind2 = ind1 + 4
         lines.append(" " * ind2 + f"te = min(tb + {_TILE}, hi)")
         for p, i in enumerate(stages):
-            lines.append(" " * ind2 + f"for i{m} in range(tb, te):")
+            lines.append(" " * ind2 + f"for k{m} in range(te - tb):")
+            lines.append(" " * (ind2 + 4) + f"i{m} = {_unsigned(f'tb + k{m}')}")
             em.emit(i, em.pass_scope([{}], p), lines, ind2 + 4)
-        lines.append(" " * ind2 + f"for i{m} in range(tb, te):")
+        lines.append(" " * ind2 + f"for k{m} in range(te - tb):")
+        lines.append(" " * (ind2 + 4) + f"i{m} = {_unsigned(f'tb + k{m}')}")
         memo = em.pass_scope([{}], len(stages))
         for k, i in full_outs:
             v = em.emit(i, memo, lines, ind2 + 4)
