@@ -366,13 +366,16 @@ def _dtype_of(x, compute):
 _LOCAL = re.compile(r"\b(v\d+|w\d+|i\d+|k\d+|p\d+|t\d+|q|acc|lo|hi|c|nch|tb|te)\b")
 
 
-def _unsigned(index: str) -> str:
-    """``index`` as an unsigned integer. Loops over a chunk [lo, hi) run k from 0 and index
-    with ``uintp(lo + k)``: numba then knows the index is not negative and emits no
-    wraparound select, which otherwise keeps LLVM from vectorising the loop (measured 1.25x
-    on a tiled tanh chain). Only array subscripts use these names (uint64 mixed with int64
-    arithmetic would promote to float64 in numba)."""
-    return f"np.uintp({index})"
+def _chunk_loop(lines, ind, ax, lo, hi) -> int:
+    """Open a loop of axis ``ax`` over the chunk [lo, hi); return the body's indent.
+
+    k runs from 0 and the index is ``uintp(lo + k)``: numba then knows the index is not
+    negative and emits no wraparound select, which otherwise keeps LLVM from vectorising the
+    loop (measured 1.25x on a tiled tanh chain). Only array subscripts use ``i<ax>`` (uint64
+    mixed with int64 arithmetic would promote to float64 in numba)."""
+    lines.append(" " * ind + f"for k{ax} in range({hi} - {lo}):")
+    lines.append(" " * (ind + 4) + f"i{ax} = np.uintp({lo} + k{ax})")
+    return ind + 4
 
 
 def _parallel_names(lines):
@@ -491,12 +494,10 @@ def _render(em, group, nodes, args, scalars, layout, stages=None):
         """Open the inner loops; the first inner axis may run over a chunk [lo, hi)."""
         for k, ax in enumerate(inner_axes):
             if k == 0 and lo_hi is not None:
-                lo, hi = lo_hi
-                lines.append(" " * ind + f"for k{ax} in range({hi} - {lo}):")
-                lines.append(" " * (ind + 4) + f"i{ax} = {_unsigned(f'{lo} + k{ax}')}")
+                ind = _chunk_loop(lines, ind, ax, *lo_hi)
             else:
                 lines.append(" " * ind + f"for i{ax} in range(n{ax}):")
-            ind += 4
+                ind += 4
         return ind
 
     def full_pass(lines, ind, memo, lo_hi=None):
@@ -565,15 +566,12 @@ def _render(em, group, nodes, args, scalars, layout, stages=None):
         ind2 = ind1 + 4
         lines.append(" " * ind2 + f"te = min(tb + {_TILE}, hi)")
         for p, i in enumerate(stages):
-            lines.append(" " * ind2 + f"for k{m} in range(te - tb):")
-            lines.append(" " * (ind2 + 4) + f"i{m} = {_unsigned(f'tb + k{m}')}")
-            em.emit(i, em.pass_scope([{}], p), lines, ind2 + 4)
-        lines.append(" " * ind2 + f"for k{m} in range(te - tb):")
-        lines.append(" " * (ind2 + 4) + f"i{m} = {_unsigned(f'tb + k{m}')}")
+            em.emit(i, em.pass_scope([{}], p), lines, _chunk_loop(lines, ind2, m, "tb", "te"))
+        ind3 = _chunk_loop(lines, ind2, m, "tb", "te")
         memo = em.pass_scope([{}], len(stages))
         for k, i in full_outs:
-            v = em.emit(i, memo, lines, ind2 + 4)
-            lines.append(" " * (ind2 + 4) + f"{em.access(f'o{k}', layout.out_axes[k])} = {v}")
+            v = em.emit(i, memo, lines, ind3)
+            lines.append(" " * ind3 + f"{em.access(f'o{k}', layout.out_axes[k])} = {v}")
 
     def chunked(lines, ind, parallel):
         """No outer axes (one row): chunks of the first inner axis."""
@@ -664,20 +662,20 @@ def _render(em, group, nodes, args, scalars, layout, stages=None):
 
     body: list[str] = []
     total = " * ".join(sizes) if sizes else "1"
+
+    def size_branch(render_loops):
+        """The serial rendering below PARALLEL_THRESHOLD elements, the prange one above."""
+        body.append(f"    if {total} < {PARALLEL_THRESHOLD}:")
+        render_loops(body, 8, False)
+        body.append("    else:")
+        par = []
+        render_loops(par, 8, True)
+        body.extend(_parallel_names(par))
+
     if stages:
-        body.append(f"    if {total} < {PARALLEL_THRESHOLD}:")
-        tiled(body, 8, False)
-        body.append("    else:")
-        par = []
-        tiled(par, 8, True)
-        body.extend(_parallel_names(par))
+        size_branch(tiled)
     elif group.lead and (outer_axes or inner_axes):
-        body.append(f"    if {total} < {PARALLEL_THRESHOLD}:")
-        column(body, 8, False)
-        body.append("    else:")
-        par = []
-        column(par, 8, True)
-        body.extend(_parallel_names(par))
+        size_branch(column)
     elif m >= 1:
         rows = " * ".join(f"n{a}" for a in outer_axes)
         body.append(f"    rows = {rows}")
@@ -693,12 +691,7 @@ def _render(em, group, nodes, args, scalars, layout, stages=None):
         row_body(par, 16)
         body.extend(_parallel_names(par))
     elif inner_axes:
-        body.append(f"    if {total} < {PARALLEL_THRESHOLD}:")
-        chunked(body, 8, False)
-        body.append("    else:")
-        par = []
-        chunked(par, 8, True)
-        body.extend(_parallel_names(par))
+        size_branch(chunked)
     else:  # every axis has size 1: one element
         memo = [{}]
         for r in reds:
