@@ -133,6 +133,7 @@ def _skip_numba_blas_import_probe() -> None:
 
     def ensure_blas():
         if sys._getframe(1).f_code.co_name == "_check_blas":  # arraymath's import probe
+            linalg.ensure_blas = real  # the probe runs once; later callers get the original
             if importlib.util.find_spec("scipy") is None:
                 raise ImportError("scipy 0.16+ is required for linear algebra")
             return
