@@ -69,6 +69,8 @@ __all__ = [
     "erf_f64",
     "gelu_tanh_f64",
     "gelu_erf_f64",
+    "nan_maximum",
+    "nan_minimum",
 ]
 
 #: The fastmath flags generated kernels use (and the helpers are compiled with).
@@ -242,6 +244,36 @@ def _frexp_exp(typingctx, x):
         return builder.sitofp(builder.ashr(t, ir.Constant(_I32, 23)), _F32)
 
     return types.float32(types.float32), codegen
+
+
+def _nan_minmax(llvm_name, doc):
+    """An intrinsic for ``llvm.maximum``/``llvm.minimum`` on float32 or float64: NaN from
+    either side propagates (np.maximum's rule), and unlike a compare-and-select written in
+    Python, LLVM vectorises it as a loop-carried reduction (a row max: 1.1 -> 0.07 ns per
+    element). Other types return None, so callers keep the plain select for integers."""
+
+    @intrinsic
+    def minmax(typingctx, a, b):
+        if a != b or a not in (types.float32, types.float64):
+            return None
+
+        def codegen(context, builder, sig, args):
+            ty = args[0].type
+            fn = builder.module.declare_intrinsic(llvm_name, [ty], ir.FunctionType(ty, [ty, ty]))
+            return builder.call(fn, args)
+
+        return a(a, a), codegen
+
+    minmax.__doc__ = doc
+    return minmax
+
+
+nan_maximum = _nan_minmax(
+    "llvm.maximum", "``np.maximum(a, b)`` for two float32 or two float64 scalars."
+)
+nan_minimum = _nan_minmax(
+    "llvm.minimum", "``np.minimum(a, b)`` for two float32 or two float64 scalars."
+)
 
 
 # ---------------------------------------------------------------------------------------

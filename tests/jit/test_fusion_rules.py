@@ -420,3 +420,40 @@ def test_any_all_fuse_with_their_producer(op, dim):
         np.testing.assert_array_equal(g, want)
     report = runba.jit.explain(runba.fuse(fn), x, xi)
     assert explain_counts(report)[2] == 0 and not numpy_lines(report), report
+
+
+@pytest.mark.parametrize("dim", [None, 0, 1])
+def test_float_max_min_fuse_and_propagate_nan_like_numpy(dim):
+    """amax/amin reductions (row, column, flat kernels) and maximum/minimum run as
+    mathlib's llvm.maximum/minimum: NaN in a row or column gives NaN there, +-inf are
+    ordinary values, float64 too; every one is fused (no cuts)."""
+    base = randn(40, 300, seed=12).numpy()
+    base[3, 7] = np.nan
+    base[5, 9] = np.inf
+    base[6, 11] = -np.inf
+    x = runba.from_numpy(base)
+    x64 = runba.from_numpy(base[:, ::-1].astype(np.float64))
+
+    def fn(x, x64):
+        h = x * 2.0
+        if dim is None:
+            return h.amax(), h.amin(), x64.amax(), runba.maximum(h, 0.5).amin()
+        return (
+            h.amax(dim),
+            h.amin(dim, keepdim=True),
+            x64.amax(dim),
+            runba.minimum(runba.maximum(h, -0.5), 0.5),
+        )
+
+    assert_fused_matches(fn, x, x64)
+    got = values(runba.fuse(fn)(x, x64))
+    h, h64 = base * np.float32(2.0), base[:, ::-1].astype(np.float64)
+    if dim is None:
+        want = [h.max(), h.min(), h64.max(), np.maximum(h, np.float32(0.5)).min()]
+    else:
+        clipped = np.minimum(np.maximum(h, np.float32(-0.5)), np.float32(0.5))
+        want = [h.max(dim), h.min(dim, keepdims=True), h64.max(dim), clipped]
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+    report = runba.jit.explain(runba.fuse(fn), x, x64)
+    assert explain_counts(report)[2] == 0 and not numpy_lines(report), report

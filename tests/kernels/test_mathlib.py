@@ -339,3 +339,51 @@ def test_exp2_exact_powers_and_denormal_scaling():
     # exp just above the denormal threshold and just below overflow agrees with numpy.
     x = np.array([-87.5, -95.0, -100.0, -103.5, 88.0, 88.7], dtype=F32)
     np.testing.assert_allclose(run("exp_f32", x), np.exp(x), rtol=3e-7, atol=2e-45)
+
+
+# ---------------------------------------------------------------------------------------
+# nan_maximum / nan_minimum: llvm.maximum / llvm.minimum, numpy's NaN rule
+# ---------------------------------------------------------------------------------------
+
+
+@numba.njit(error_model="numpy", fastmath=set(ml.FASTMATH))
+def _minmax_map_and_reduce(a, b, out_max, out_min):
+    """Elementwise max/min and the row max/min written as the loop-carried reductions that
+    generated row kernels use (the form LLVM vectorises)."""
+    hi = a[0]
+    lo = a[0]
+    for i in range(a.size):
+        out_max[i] = ml.nan_maximum(a[i], b[i])
+        out_min[i] = ml.nan_minimum(a[i], b[i])
+        hi = ml.nan_maximum(hi, a[i])
+        lo = ml.nan_minimum(lo, a[i])
+    return hi, lo
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nan_at", [None, 0, 17, 999])
+def test_nan_maximum_minimum_follow_numpy(dtype, nan_at):
+    rng = np.random.default_rng(7)
+    a = rng.standard_normal(1000).astype(dtype)
+    b = rng.standard_normal(1000).astype(dtype)
+    a[[3, 5]] = [np.inf, -np.inf]
+    b[[4, 6]] = [-np.inf, np.inf]
+    b[8] = np.nan  # NaN on the right-hand side propagates too
+    if nan_at is not None:
+        a[nan_at] = np.nan
+    mx, mn = np.empty_like(a), np.empty_like(a)
+    hi, lo = _minmax_map_and_reduce(a, b, mx, mn)
+    np.testing.assert_array_equal(mx, np.maximum(a, b))
+    np.testing.assert_array_equal(mn, np.minimum(a, b))
+    np.testing.assert_array_equal([hi, lo], [np.max(a), np.min(a)])
+
+
+def test_nan_maximum_rejects_mixed_or_integer_types():
+    @numba.njit
+    def f(a, b):
+        return ml.nan_maximum(a, b)
+
+    with pytest.raises(numba.core.errors.TypingError):
+        f(np.float32(1), np.float64(2))
+    with pytest.raises(numba.core.errors.TypingError):
+        f(1, 2)

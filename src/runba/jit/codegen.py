@@ -92,11 +92,14 @@ class SourceOps:
         return f"({a} % {b})"  # Python's sign rule (of the divisor), like numpy and torch
 
     def maximum(self, a, b):
-        # NaN propagates from either side, like np.maximum
-        return f"({a} if ({a} >= {b} or {a} != {a}) else {b})"
+        if self.is_float:  # NaN propagates from either side, like np.maximum
+            return _nan_minmax("amax", a, b, self.dtype, self.imports)
+        return f"({a} if {a} >= {b} else {b})"
 
     def minimum(self, a, b):
-        return f"({a} if ({a} <= {b} or {a} != {a}) else {b})"
+        if self.is_float:
+            return _nan_minmax("amin", a, b, self.dtype, self.imports)
+        return f"({a} if {a} <= {b} else {b})"
 
     def relu(self, a):
         z = self._const(0)
@@ -259,7 +262,19 @@ def kernel_name(group, nodes) -> str:
 _INIT = {"sum": "0", "prod": "1", "amax": "-np.inf", "amin": "np.inf", "any": "0", "all": "1"}
 
 
-def _update(op_name, acc, v):
+def _nan_minmax(op_name, a, b, dtype, imports):
+    """Float max/min as mathlib's llvm.maximum/minimum intrinsics: NaN propagates (numpy's
+    rule) and, unlike a compare-and-select, a loop-carried max vectorises (16x on a row)."""
+    fn = "nan_maximum" if op_name == "amax" else "nan_minimum"
+    imports.add(fn)
+    t = np_type(dtype)
+    return f"{fn}({t}({a}), {t}({b}))"
+
+
+def _update(op_name, acc, v, dtype, imports):
+    """The accumulator update of reduction ``op_name`` with ``v`` (source text)."""
+    if op_name in ("amax", "amin") and dtype.np.kind == "f":
+        return _nan_minmax(op_name, acc, v, dtype, imports)
     if op_name == "any":  # bitwise, not `or`: no branch, so the loop vectorises
         return f"{acc} | ({v} != 0)"
     if op_name == "all":
@@ -269,8 +284,8 @@ def _update(op_name, acc, v):
     if op_name == "prod":
         return f"{acc} * {v}"
     if op_name == "amax":
-        return f"{v} if ({v} > {acc} or {v} != {v}) else {acc}"
-    return f"{v} if ({v} < {acc} or {v} != {v}) else {acc}"
+        return f"{v} if {v} > {acc} else {acc}"
+    return f"{v} if {v} < {acc} else {acc}"
 
 
 class _Emitter:
@@ -514,7 +529,9 @@ def _render(em, group, nodes, args, scalars, layout, stages=None):
         ind2 = inner_loops(lines, ind, lo_hi)
         memo2 = em.pass_scope(memo, pass_id)
         v = em.value(r, 0, FULL, memo2, lines, ind2)
-        lines.append(" " * ind2 + f"{acc} = {_update(node.op.name, acc, v)}")
+        lines.append(
+            " " * ind2 + f"{acc} = {_update(node.op.name, acc, v, node.dtype, em.imports)}"
+        )
 
     def row_body(lines, ind):
         """One row (m >= 1): indices from q, then stages, row outputs, the full pass."""
@@ -593,7 +610,7 @@ def _render(em, group, nodes, args, scalars, layout, stages=None):
             lines.append(" " * (ind + 4) + f"{part}[c] = acc")
             lines.append(" " * ind + f"{acc} = {t}({_INIT[nodes[r].op.name]})")
             lines.append(" " * ind + "for c in range(nch):")
-            combine = _update(nodes[r].op.name, acc, f"{part}[c]")
+            combine = _update(nodes[r].op.name, acc, f"{part}[c]", nodes[r].dtype, em.imports)
             lines.append(" " * (ind + 4) + f"{acc} = {combine}")
             memo[0][r] = acc
             done.add(r)
@@ -641,7 +658,10 @@ def _render(em, group, nodes, args, scalars, layout, stages=None):
         for r in reds:
             part = f"{em.name(r, 'p')}[{idx}]"
             v = em.value(r, 0, FULL, memo, lines, ind2)
-            lines.append(" " * ind2 + f"{part} = {_update(nodes[r].op.name, part, v)}")
+            lines.append(
+                " " * ind2
+                + f"{part} = {_update(nodes[r].op.name, part, v, nodes[r].dtype, em.imports)}"
+            )
         for k, i in full_outs:
             v = em.emit(i, memo, lines, ind2)
             lines.append(" " * ind2 + f"{em.access(f'o{k}', layout.out_axes[k])} = {v}")
@@ -654,7 +674,10 @@ def _render(em, group, nodes, args, scalars, layout, stages=None):
             lines.append(" " * ind2 + f"{acc} = {t}({_INIT[nodes[r].op.name]})")
             lines.append(" " * ind2 + "for c in range(nch):")
             part = f"{em.name(r, 'p')}[{idx}]"
-            lines.append(" " * (ind2 + 4) + f"{acc} = {_update(nodes[r].op.name, acc, part)}")
+            lines.append(
+                " " * (ind2 + 4)
+                + f"{acc} = {_update(nodes[r].op.name, acc, part, nodes[r].dtype, em.imports)}"
+            )
             memo[0][r] = acc
         for k, i in row_outs:
             v = em.emit(i, memo, lines, ind2)
