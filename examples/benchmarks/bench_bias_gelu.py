@@ -22,6 +22,7 @@ import time
 
 import numba
 import numpy as np
+from benchtime import median_min, time_rounds
 from numba import njit, prange
 
 from runba.kernels import threads
@@ -54,19 +55,6 @@ def numpy_bias_gelu(x, b, out, t):
     t *= h
     np.multiply(t, np.float32(0.5), out=out)
     return out
-
-
-def time_round_robin(fns: dict, repeats: int) -> dict:
-    """Interleave the variants so a noisy neighbour hits them alike; seconds per call."""
-    for fn in fns.values():
-        fn()  # warm-up (compile, page faults)
-    ts = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            ts[name].append(time.perf_counter() - t0)
-    return {name: (float(np.median(v)), float(np.min(v))) for name, v in ts.items()}
 
 
 def main() -> None:
@@ -109,7 +97,7 @@ def main() -> None:
         fns["torch gelu(x+b)"] = lambda: tg(tx + tb, approximate="tanh")
     except ImportError:
         pass
-    rows = time_round_robin(fns, args.repeats)
+    rows = median_min(time_rounds(fns, rounds=4, per_round=max(1, -(-args.repeats // 4))))
 
     print(
         f"# bias+GELU(tanh) {args.rows}x{args.cols} float32, {args.threads} threads "
@@ -121,7 +109,7 @@ def main() -> None:
         f"({'compiled' if info.compiles else 'loaded from disk cache'}); "
         f"max abs err vs float64: runba {err_runba:.2e}, numpy {err_numpy:.2e}"
     )
-    print(f"# ratios from medians (min in brackets); {args.repeats} interleaved repeats")
+    print(f"# ratios from medians (min in brackets); {args.repeats} calls each, in 4 rounds")
     print(f"{'variant':<22} {'median ms':>10} {'min ms':>8} {'vs copy':>14} {'numpy/x':>14}")
     cm, cn = rows["prange copy"]
     nm, nn = rows["numpy op-by-op"]

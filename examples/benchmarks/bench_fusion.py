@@ -2,7 +2,7 @@
 
 Run: ``python examples/benchmarks/bench_fusion.py [--threads 2] [--repeats 15] [--json f]``
 
-Cases (one process, variants interleaved, medians of ``--repeats``; fused = steady state,
+Cases (one process, side by side, medians of ``--repeats`` calls; fused = steady state,
 after the first call compiled or loaded the kernels):
 
 * bias+GELU(tanh) 4096x1024 float32: fused vs numpy op-by-op and a numba prange copy;
@@ -11,6 +11,8 @@ after the first call compiled or loaded the kernels):
 * seed CNN inference, batch 100 (examples/mnist_cnn.py Net): fused vs torch eager;
 * Linear 784->512 + bias + ReLU, batch 128: fused vs torch eager;
 * cold compile and warm-disk start of the seed-CNN forward, each in a fresh process.
+
+Variants are timed in alternating blocks of calls (``benchtime.py``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 
@@ -29,6 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # examples/ (mnist_cnn.Net)
 
 from bench_seed_cnn import torch_net  # noqa: E402 - same directory
+from benchtime import median_min, time_rounds  # noqa: E402
 
 import runba  # noqa: E402
 import runba.nn.functional as F  # noqa: E402
@@ -39,17 +41,10 @@ C1 = np.float32(0.044715 * np.sqrt(2.0 / np.pi))
 
 
 def time_round_robin(fns: dict, repeats: int) -> dict:
-    """Median seconds per call, the variants interleaved so drift hits all alike."""
-    for fn in fns.values():
-        fn()
-        fn()
-    ts = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            ts[name].append(time.perf_counter() - t0)
-    return {name: float(np.median(v)) for name, v in ts.items()}
+    """Median seconds per call of each variant: ``repeats`` timed calls in 4 alternating
+    rounds of blocks (benchtime.time_rounds says why blocks, not single calls)."""
+    times = time_rounds(fns, rounds=4, per_round=max(1, -(-repeats // 4)))
+    return {name: med for name, (med, _) in median_min(times).items()}
 
 
 def _torch(threads):

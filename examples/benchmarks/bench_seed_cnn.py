@@ -16,8 +16,9 @@ import os
 import platform
 import statistics
 import sys
-import time
 from pathlib import Path
+
+from benchtime import time_rounds
 
 
 def _cpu_name() -> str:
@@ -28,23 +29,6 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
-
-
-def _time_rounds(fns: dict, rounds: int, per_round: int) -> dict[str, list[float]]:
-    """Seconds per call of each variant, in ``rounds`` alternating blocks of ``per_round``
-    timed calls, so drift on a shared machine hits all variants alike. Each block starts with
-    two untimed calls: runba's and torch's OpenMP pools spin for a while after a parallel
-    region, and the first calls after a switch pay for the other library's spinning."""
-    times = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            fn()
-            fn()
-            for _ in range(per_round):
-                t = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - t)
-    return times
 
 
 def runba_step(batch: int):
@@ -140,7 +124,7 @@ def main(argv=None):
         torch_version = torch.__version__
     except ImportError:
         torch_version = None
-    rows = _time_rounds(fns, args.rounds, args.repeats)
+    rows = time_rounds(fns, args.rounds, args.repeats)
 
     med = {k: statistics.median(v) * 1e3 for k, v in rows.items()}
     print(f"seed CNN, batch {args.batch}, {args.threads} threads, {_cpu_name()}")
