@@ -51,7 +51,7 @@ import numpy as np
 from numba.core import caching as _nb_caching
 from numba.core.registry import CPUDispatcher
 
-from runba.kernels import threads
+from runba.kernels import mathlib, threads
 
 __all__ = [
     "CODEGEN_VERSION",
@@ -281,7 +281,7 @@ def _env_fingerprint() -> str:
 
     The ``.py`` files of the ``runba.kernels`` package (mathlib helpers get inlined, so numba's
     own index, which only stamps the kernel's file, cannot see them changing) and the versions
-    of numba, llvmlite, numpy and Python.
+    of numba, llvmlite, numpy and Python, and mathlib's vector width.
     """
     global _env_hash
     if _env_hash is None:
@@ -296,6 +296,8 @@ def _env_fingerprint() -> str:
             h.update(b"\0")
         for v in (numba.__version__, llvmlite.__version__, np.__version__, sys.version):
             h.update(v.encode() + b"\0")
+        # RUNBA_VECTOR_WIDTH changes the machine code of every kernel that asks for it
+        h.update(f"vector_width={mathlib.VECTOR_WIDTH}".encode())
         _env_hash = h.hexdigest()
     return _env_hash
 

@@ -71,6 +71,8 @@ __all__ = [
     "gelu_erf_f64",
     "nan_maximum",
     "nan_minimum",
+    "prefer_wide_vectors",
+    "VECTOR_WIDTH",
 ]
 
 #: The fastmath flags generated kernels use (and the helpers are compiled with).
@@ -244,6 +246,63 @@ def _frexp_exp(typingctx, x):
         return builder.sitofp(builder.ashr(t, ir.Constant(_I32, 23)), _F32)
 
     return types.float32(types.float32), codegen
+
+
+def _vector_width() -> int:
+    """Vector width (bits) LLVM may use in runba kernels: ``$RUNBA_VECTOR_WIDTH`` (256 or
+    512), else 512 where the host has AVX-512F and 256 elsewhere.
+
+    LLVM's own default on AVX-512 CPUs is 256 (older Xeons lowered their clock for 512-bit
+    code). Measured here (Xeon with AVX-512, one thread, float32 loops): mathlib exp 0.33 ->
+    0.20 ns per element at 512, tanh 0.41 -> 0.33, gelu_tanh 0.32 -> 0.27.
+    """
+    import os
+
+    from llvmlite import binding
+
+    env = os.environ.get("RUNBA_VECTOR_WIDTH", "").strip()
+    if env in ("256", "512"):
+        return int(env)
+    if env:
+        import warnings
+
+        warnings.warn(
+            f"RUNBA_VECTOR_WIDTH={env!r} is not 256 or 512; using the host default",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    try:
+        features = binding.get_host_cpu_features()
+    except RuntimeError:  # no feature query on this platform
+        return 256
+    return 512 if features.get("avx512f") else 256
+
+
+#: Bits per vector register runba kernels are compiled for (see :func:`prefer_wide_vectors`).
+#: Part of every kernel cache key (the loader's environment fingerprint).
+VECTOR_WIDTH = _vector_width()
+
+
+@intrinsic
+def prefer_wide_vectors(typingctx):
+    """Let LLVM vectorise the function that calls this at :data:`VECTOR_WIDTH` bits.
+
+    A statement with no run-time code: it sets the LLVM function attributes
+    ``prefer-vector-width`` and ``min-legal-vector-width`` on the function being compiled (for
+    a ``prange`` loop, call it inside the body: numba outlines the body into a function of
+    its own). With ``VECTOR_WIDTH == 256`` it does nothing.
+    """
+
+    def codegen(context, builder, sig, args):
+        if VECTOR_WIDTH > 256:
+            attrs = builder.function.attributes
+            # llvmlite's attribute set validates only LLVM's keyword attributes; a string
+            # attribute added to the underlying set is printed verbatim into the IR
+            for name in ("prefer-vector-width", "min-legal-vector-width"):
+                set.add(attrs, f'"{name}"="{VECTOR_WIDTH}"')
+        return context.get_dummy_value()
+
+    return types.void(), codegen
 
 
 def _nan_minmax(llvm_name, doc):

@@ -24,18 +24,21 @@ F32 = np.float32
 
 
 def map_kernel(f, parallel):
-    """A fused-kernel-like loop: one helper applied to every element."""
+    """A fused-kernel-like loop: one helper applied to every element, at runba's vector
+    width (``mathlib.prefer_wide_vectors``, as generated kernels)."""
     if parallel:
 
         @numba.njit(error_model="numpy", fastmath=FM, parallel=True)
         def k(a, out):
             for i in numba.prange(a.size):
+                ml.prefer_wide_vectors()
                 out[i] = f(a[i])
 
     else:
 
         @numba.njit(error_model="numpy", fastmath=FM)
         def k(a, out):
+            ml.prefer_wide_vectors()
             for i in range(a.size):
                 out[i] = f(a[i])
 

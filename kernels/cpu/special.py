@@ -30,12 +30,14 @@ def erf_array(x: np.ndarray) -> np.ndarray:
 # GELU: the same mathlib helpers the fused kernels call, so eager and fused agree to the bit.
 def _gelu_loop(fn):
     def loop(x, out):
+        mathlib.prefer_wide_vectors()
         n = x.size
         if n < PARALLEL_THRESHOLD:  # fork/join would cost more than it saves
             for i in range(n):
                 out[i] = fn(x[i])
         else:
             for i in prange(n):
+                mathlib.prefer_wide_vectors()
                 out[i] = fn(x[i])
 
     return njit_cached(parallel=True)(loop)

@@ -7,7 +7,10 @@ fastmath flags (as generated kernels are) and once more without fastmath.
 """
 
 import math
+import os
 import platform
+import subprocess
+import sys
 
 import numba
 import numpy as np
@@ -387,3 +390,55 @@ def test_nan_maximum_rejects_mixed_or_integer_types():
         f(np.float32(1), np.float64(2))
     with pytest.raises(numba.core.errors.TypingError):
         f(1, 2)
+
+
+# ---------------------------------------------------------------------------------------
+# prefer_wide_vectors / VECTOR_WIDTH
+# ---------------------------------------------------------------------------------------
+
+
+def _tanh_loop(wide: bool):
+    @numba.njit(error_model="numpy", fastmath=set(ml.FASTMATH))
+    def k(a, out):
+        if wide:  # a closure constant: numba compiles only the branch taken
+            ml.prefer_wide_vectors()
+        for i in range(a.size):
+            out[i] = ml.tanh_f32(a[i])
+
+    return k
+
+
+@pytest.mark.skipif(ml.VECTOR_WIDTH < 512, reason="host has no AVX-512F (or width set to 256)")
+def test_prefer_wide_vectors_gives_512_bit_code_with_the_same_results():
+    x = np.linspace(-12, 12, 4099, dtype=F32)
+    wide, narrow = _tanh_loop(True), _tanh_loop(False)
+    a, b = np.empty_like(x), np.empty_like(x)
+    wide(x, a)
+    narrow(x, b)
+    np.testing.assert_array_equal(a, b)
+    asm_wide = "".join(wide.inspect_asm().values())
+    asm_narrow = "".join(narrow.inspect_asm().values())
+    assert "zmm" in asm_wide and "zmm" not in asm_narrow
+
+
+def test_vector_width_follows_the_environment_and_keys_the_kernel_cache():
+    code = (
+        "from runba.kernels import loader, mathlib; "
+        "print(mathlib.VECTOR_WIDTH, loader._env_fingerprint())"
+    )
+    got = {}
+    for width in ("256", "512", "bogus"):
+        env = {**os.environ, "RUNBA_VECTOR_WIDTH": width}
+        out = subprocess.run(
+            [sys.executable, "-W", "always", "-c", code],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        got[width] = out.stdout.split()
+        if width == "bogus":
+            assert "RUNBA_VECTOR_WIDTH='bogus' is not 256 or 512" in out.stderr
+    assert got["256"][0] == "256" and got["512"][0] == "512"
+    assert got["256"][1] != got["512"][1]  # kernels built at one width are never served
+    assert got["bogus"][0] in ("256", "512")

@@ -393,6 +393,22 @@ def _chunk_loop(lines, ind, ax, lo, hi) -> int:
     return ind + 4
 
 
+_PRANGE = re.compile(r"^( *)for \w+ in prange\(.*\):$")
+
+
+def _prefer_wide_vectors(body):
+    """``body`` with mathlib's ``prefer_wide_vectors()`` first in the function and first in
+    every ``prange`` body (numba outlines each into a function of its own), so LLVM may use
+    the host's full vector width (AVX-512) in all of them."""
+    out = ["    prefer_wide_vectors()"]
+    for line in body:
+        out.append(line)
+        m = _PRANGE.match(line)
+        if m:
+            out.append(f"{m.group(1)}    prefer_wide_vectors()")
+    return out
+
+
 def _parallel_names(lines):
     """The parallel branch with its own local names: numba's parfor pass rejects a prange
     body that reuses variables of the serial branch (UnsupportedRewriteError)."""
@@ -725,6 +741,8 @@ def _render(em, group, nodes, args, scalars, layout, stages=None):
             v = em.emit(i, memo, body, 4)
             body.append(f"    {em.access(f'o{k}', layout.out_axes[k])} = {v}")
 
+    body = _prefer_wide_vectors(body)
+    em.imports.add("prefer_wide_vectors")
     head = ["import numpy as np", "from numba import prange"]
     if em.imports:
         head.append(f"from runba.kernels.mathlib import {', '.join(sorted(em.imports))}")
