@@ -445,3 +445,49 @@ def test_ninth_specialisation_of_one_fused_function_warns_once():
             for n in range(1, 4):
                 m(randn(n, 3)).numpy()  # new sizes: one structure
     assert not [w for w in caught if issubclass(w.category, runba.jit.RecompileWarning)]
+
+
+def _tanh_chain(x, b):
+    return (x * 2 + b).tanh()
+
+
+def _sub_softmax(x, b):
+    return (x - b).softmax(-1)
+
+
+@pytest.mark.parametrize(
+    "fn, b_shape, contiguous, strided",
+    [(_tanh_chain, (6, 4, 5), [120], [6, 20]), (_sub_softmax, (5,), [24, 5], [6, 4, 5])],
+    ids=["pointwise", "row"],
+)
+def test_contiguous_and_strided_inputs_alternate_on_one_plan(
+    monkeypatch, capsys, fn, b_shape, contiguous, strided
+):
+    """A group's layout (which axes merge into one loop) depends on its arrays' strides; the
+    runtime keeps the layout found for all-C-contiguous arrays. Alternating contiguous and
+    strided inputs of one shape on one plan: eager's values and each call's own layout (the
+    launch sizes show the merged loops), in either order."""
+    f = runba.fuse(fn)
+    b = randn(*b_shape, seed=1)
+    variants = [  # (input [6, 4, 5], launch sizes)
+        (randn(5, 4, 6, seed=2).permute(2, 1, 0), [6, 4, 5]),  # strided before any cache
+        (randn(6, 4, 5, seed=3), contiguous),
+        (randn(6, 4, 10, seed=4)[..., ::2], contiguous),  # not contiguous; every axis merges
+        (randn(6, 4, 5, seed=5), contiguous),
+        (randn(6, 8, 5, seed=6)[:, :4], strided),  # axes 0 and 1 do not merge
+        (randn(6, 4, 5, seed=7), contiguous),
+        (randn(4, 6, 5, seed=8).transpose(0, 1), [6, 4, 5]),
+        (randn(6, 4, 5, seed=9), contiguous),
+    ]
+    assert [x.is_contiguous() for x, _ in variants] == [0, 1, 0, 1, 0, 1, 0, 1]
+    runba.realize()
+    monkeypatch.setenv("RUNBA_DEBUG", "2")
+    for k, (x, sizes) in enumerate(variants):
+        capsys.readouterr()
+        with Delta() as d:
+            got = values(f(x, b))
+        if k:
+            assert d.plan_hits == 1 and d.plan_misses == 0, k
+        assert f" sizes={sizes} " in capsys.readouterr().err, f"variant {k}"
+        want = values(fn(x, b))
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-6, err_msg=f"variant {k}")

@@ -10,7 +10,6 @@ value and stops being lazy.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import math
 import threading
@@ -47,10 +46,23 @@ class GroupBinding:
     alignment), scalar operands, the surviving axes of the full shape and the axes of each
     output. Built once per plan."""
 
-    __slots__ = ("group", "args", "offsets", "scalars", "axes_all", "outer_limit", "out_dims")
+    __slots__ = (
+        "group",
+        "args",
+        "offsets",
+        "scalars",
+        "axes_all",
+        "outer_limit",
+        "out_dims",
+        "refs",
+        "scalar_types",
+        "contiguous",
+    )
 
     def __init__(self, group, nodes):
         self.group = group
+        # (layout, launcher) once seen with every array C-contiguous (_run_group)
+        self.contiguous = None
         full = _full_shape(group, nodes)
         r = len(full)
         self.axes_all = tuple(d for d in range(r) if full[d] != 1)
@@ -84,6 +96,9 @@ class GroupBinding:
                     self.offsets.append(off)
                 elif x is not None:
                     self.scalars.append((i, pos))
+        self.refs = [a.ref for a in self.args]
+        # the type each scalar operand is passed as (compute dtypes are in the plan's key)
+        self.scalar_types = [(i, pos, _scalar_type(nodes[i], pos)) for i, pos in self.scalars]
         self.out_dims = []
         for i in group.outputs:
             if group.roles[i] == FULL:
@@ -115,7 +130,7 @@ def _compact(a: np.ndarray, dims_sizes) -> np.ndarray:
     return a.reshape(dims_sizes)
 
 
-def _layout(b: GroupBinding, full, arrays, arg_compact):
+def _layout(b: GroupBinding, arg_compact):
     """Merge adjacent surviving axes of the same class where every array allows it."""
     axes = b.axes_all
     groups = []
@@ -155,13 +170,15 @@ def _layout(b: GroupBinding, full, arrays, arg_compact):
 
     arg_axes = tuple(axes_of(a.dims) for a in b.args)
     out_axes = tuple(axes_of(od) for od in b.out_dims)
-    sizes = tuple(math.prod([full[d] for d in g]) for g in merged)
-    return codegen.Layout(merged, n_outer, arg_axes, out_axes), sizes
+    return codegen.Layout(merged, n_outer, arg_axes, out_axes)
 
 
-def _merged_view(arr, dims, merged, full):
-    shape = [math.prod([full[d] for d in g]) for g in merged if g[0] in dims]
-    return arr.reshape(shape) if shape else arr.reshape(1)
+def _merged_view(arr, axes, sizes):
+    """``arr`` (compact or C-contiguous) as the loop nest sees it: one axis per merged loop
+    it is indexed with (``axes``), shape (1,) when none."""
+    if not axes:
+        return arr.reshape(1)
+    return arr.reshape([sizes[k] for k in axes])
 
 
 # ----------------------------------------------------------------------------- buffers
@@ -210,27 +227,15 @@ cache.on_clear.append(clear_buffer_pool)
 
 
 # ----------------------------------------------------------------------------- run
-def _input_array(nodes, values, ref):
-    if ref[0] == "node":
-        return values[ref[1]]
-    return nodes[ref[1]].inputs[ref[2]]
+def _scalar_type(node, pos):
+    """What a scalar operand is converted to: the compute dtype, or bool for operands
+    before ``promote_from`` (``where``'s condition)."""
+    if pos >= node.op.promote_from:
+        return node.compute.np.type
+    return np.bool_
 
 
-def _scalar(node, pos, x):
-    dt = node.compute if pos >= node.op.promote_from else None
-    if dt is None:
-        return np.bool_(x)
-    return dt.np.type(x)
-
-
-def _run_group(plan, step, nodes, values):
-    b = plan.bindings[step.index]
-    full = _full_shape(step, nodes)
-    arg_arrays = [_input_array(nodes, values, a.ref) for a in b.args]
-    compact = []
-    for a, off, arr in zip(b.args, b.offsets, arg_arrays):
-        compact.append(_compact(arr, [arr.shape[d - off] for d in a.dims]))
-    layout, sizes = _layout(b, full, arg_arrays, compact)
+def _launcher(plan, step, nodes, b, layout):
     key = (step.index, layout.key())
     launcher = plan.launchers.get(key)
     if launcher is None:
@@ -238,25 +243,46 @@ def _run_group(plan, step, nodes, values):
         cache.debug(4, f"source of {name}:\n{src}")
         launcher = (loader.load_kernel(src, name, parallel="prange(" in src), src, name)
         plan.launchers[key] = launcher
+    return launcher
+
+
+def _run_group(plan, step, nodes, values, nthreads, level):
+    b = plan.bindings[step.index]
+    full = _full_shape(step, nodes)
+    arrays = [values[r[1]] if r[0] == "node" else nodes[r[1]].inputs[r[2]] for r in b.refs]
+    # When every array is C-contiguous each merge _layout checks holds whatever the sizes,
+    # so the layout (and its kernel) found the first time serves every later such call.
+    contiguous = all([a.flags.c_contiguous for a in arrays])
+    if contiguous and b.contiguous is not None:
+        layout, launcher = b.contiguous
+    else:
+        arrays = [
+            _compact(arr, [arr.shape[d - off] for d in a.dims])
+            for a, off, arr in zip(b.args, b.offsets, arrays)
+        ]
+        layout = _layout(b, arrays)
+        launcher = _launcher(plan, step, nodes, b, layout)
+        if contiguous:
+            b.contiguous = (layout, launcher)
     kernel, src, name = launcher
-    merged = layout.axes
-    args = [_merged_view(c, a.dims, merged, full) for a, c in zip(b.args, compact)]
-    scalars = [_scalar(nodes[i], pos, nodes[i].inputs[pos]) for i, pos in b.scalars]
+    sizes = [full[g[0]] if len(g) == 1 else math.prod([full[d] for d in g]) for g in layout.axes]
+    args = [_merged_view(arr, ax, sizes) for arr, ax in zip(arrays, layout.arg_axes)]
+    scalars = [t(nodes[i].inputs[pos]) for i, pos, t in b.scalar_types]
     outs = []
-    for i, od in zip(step.outputs, b.out_dims):
+    for i, ax in zip(step.outputs, layout.out_axes):
         node = nodes[i]
         buf = _new_buffer(node.shape, node.dtype.np)
         values[i] = buf
-        outs.append(_merged_view(buf, od, merged, full))
+        outs.append(_merged_view(buf, ax, sizes))
     t0 = time.perf_counter()
     try:
-        kernel(*sizes, *args, *scalars, *outs, 4 * numba.get_num_threads())
+        kernel(*sizes, *args, *scalars, *outs, 4 * nthreads)
     except Exception as e:  # numba typing/lowering errors never reach the user raw
         raise _kernel_error(e, step, nodes, name, src) from e
     cache.count_launch()
-    if cache.debug_level() >= 2:
+    if level >= 2:
         ms = (time.perf_counter() - t0) * 1e3
-        cache.debug(2, f"launch {name} sizes={list(sizes)} {ms:.3f} ms")
+        cache.debug(2, f"launch {name} sizes={sizes} {ms:.3f} ms")
 
 
 def _kernel_error(e, step, nodes, name, src):
@@ -284,8 +310,21 @@ def _run_numpy(step, nodes, values):
     values[step.node] = out
 
 
+def _run_steps(plan, nodes, values, level) -> int:
+    nthreads = numba.get_num_threads()  # per thread, and after_blas may have changed it
+    n_kernels = 0
+    for step in plan.steps:
+        if isinstance(step, NumpyStep):
+            _run_numpy(step, nodes, values)
+        else:
+            _run_group(plan, step, nodes, values, nthreads, level)
+            n_kernels += 1
+    return n_kernels
+
+
 def run_graph(graph) -> None:
     nodes = graph.nodes
+    level = cache.debug_level()  # os.environ is slow to read: once per graph
     kept = [n.alive() for n in nodes]
     key = structural_key(nodes, kept)
     plan = cache.get_plan(key)
@@ -300,22 +339,20 @@ def run_graph(graph) -> None:
             f"new plan ({reason}): {len(nodes)} nodes -> {len(plan.steps)} steps "
             f"in {(time.perf_counter() - t0) * 1e3:.2f} ms",
         )
-    for fn in listeners:
-        fn("plan", graph, plan, kept)
+    if listeners:
+        for fn in listeners:
+            fn("plan", graph, plan, kept)
     values: list = [None] * len(nodes)
-    n_kernels = 0
     # Right after a BLAS call (a matmul cut: the epilogue) OpenBLAS's workers still spin and
     # would fight a full-width parallel kernel (threads.after_blas; docs/kernels.md): run on
     # the cores they leave. Otherwise (pure elementwise graphs) use every thread.
-    recent = time.perf_counter() - last_blas[0] < BLAS_SPIN_SECONDS
-    with threads.after_blas() if recent else contextlib.nullcontext():
-        for step in plan.steps:
-            if isinstance(step, NumpyStep):
-                _run_numpy(step, nodes, values)
-            else:
-                _run_group(plan, step, nodes, values)
-                n_kernels += 1
-    cache.debug(1, f"realized {len(nodes)} nodes: {n_kernels} kernels, {len(plan.steps)} steps")
+    if time.perf_counter() - last_blas[0] < BLAS_SPIN_SECONDS:
+        with threads.after_blas():
+            n_kernels = _run_steps(plan, nodes, values, level)
+    else:
+        n_kernels = _run_steps(plan, nodes, values, level)
+    if level >= 1:
+        cache.debug(1, f"realized {len(nodes)} nodes: {n_kernels} kernels, {len(plan.steps)} steps")
     for n, k in zip(nodes, kept):
         if not k:
             continue
