@@ -173,12 +173,15 @@ class Recorder:
             reason = _result_cut_reason(op, inputs, out_dtype, compute)
             if reason is not None:
                 return self._cut(op, inputs, attrs, reason)
-            try:
-                shape = np.broadcast_shapes(
-                    *[a._data.shape for a in inputs if isinstance(a, Tensor)]
-                )
-            except ValueError as e:
-                raise registry._broadcast_error(op, inputs, e) from None
+            shapes = [a._data.shape for a in inputs if isinstance(a, Tensor)]
+            shape = shapes[0] if shapes else ()
+            for s in shapes:
+                if s != shape:  # numpy's broadcast only when the shapes differ (~1 µs)
+                    try:
+                        shape = np.broadcast_shapes(*shapes)
+                    except ValueError as e:
+                        raise registry._broadcast_error(op, inputs, e) from None
+                    break
         else:
             src = inputs[0]
             out_dtype = registry._non_elementwise_dtype(op, inputs, attrs)

@@ -48,10 +48,24 @@ class LazyNode:
 
     ``compute`` is the dtype elementwise bodies are evaluated in (PyTorch promotion; the
     registry's rule). ``refs`` are weak references to the tensors showing this value (more
-    than one after ``detach``). ``index`` is the position in the graph.
+    than one after ``detach``). ``index`` is the position in the graph. ``items`` is the
+    node's entry in :func:`structural_key` when dropped and when kept: everything in it is
+    known at recording, so realizing only picks one per node.
     """
 
-    __slots__ = ("op", "inputs", "attrs", "dtype", "compute", "shape", "refs", "index", "graph")
+    __slots__ = (
+        "op",
+        "inputs",
+        "attrs",
+        "dtype",
+        "compute",
+        "shape",
+        "refs",
+        "index",
+        "graph",
+        "items",
+        "ref_key",
+    )
 
     def __init__(self, op, inputs, attrs, dtype, compute, shape, graph, index):
         self.op = op
@@ -63,6 +77,11 @@ class LazyNode:
         self.refs = []
         self.graph = graph
         self.index = index
+        self.ref_key = ("n", index)  # input_key of this node in its consumers' entries
+        attrs_key = () if op.kind == registry.MOVEMENT or not attrs else _freeze(attrs)
+        head = (op.name, attrs_key, dtype.name, compute.name, ones_mask(shape))
+        ins = tuple([input_key(x) for x in inputs])
+        self.items = (head + (False, ins), head + (True, ins))
 
     def alive(self) -> bool:
         """Is a tensor showing this value still referenced?"""
@@ -207,16 +226,34 @@ def _freeze(value):
     return name if isinstance(name, str) else repr(value)
 
 
+# shape -> ones_mask(shape): the same few shapes recur every call (bounded: sizes vary)
+_MASKS: dict = {}
+_MAX_MASKS = 4096
+
+
 def ones_mask(shape) -> tuple:
     """Rank and broadcast pattern of a shape, without its sizes: True where a dim is 1."""
-    return tuple(s == 1 for s in shape)
+    mask = _MASKS.get(shape)
+    if mask is None:
+        mask = tuple([s == 1 for s in shape])
+        if len(_MASKS) < _MAX_MASKS:
+            _MASKS[shape] = mask
+    return mask
+
+
+# numpy dtype -> dtype.str (a computed property, ~5x a dict lookup)
+_DTYPE_STR: dict = {}
 
 
 def input_key(x) -> tuple:
     if isinstance(x, LazyNode):
-        return ("n", x.index)
+        return x.ref_key
     if isinstance(x, np.ndarray):
-        return ("a", x.dtype.str, ones_mask(x.shape))
+        dt = x.dtype
+        code = _DTYPE_STR.get(dt)
+        if code is None:
+            code = _DTYPE_STR[dt] = dt.str
+        return ("a", code, ones_mask(x.shape))
     if x is None:
         return ("none",)
     return ("s", type(x).__name__)
@@ -226,20 +263,6 @@ def structural_key(nodes, kept) -> tuple:
     """The whole graph's structure: ops, attrs, dtypes, ranks and broadcast patterns of
     every node and input, and which nodes are kept - never sizes, ids or values (DESIGN §4
     Caches). Movement ops run as numpy views at run time, so their attrs (which carry
-    sizes) are left out; their effect on rank and broadcast pattern is in the output mask."""
-    items = []
-    movement = registry.MOVEMENT
-    for n, k in zip(nodes, kept):
-        attrs = () if n.op.kind == movement else _freeze(n.attrs)
-        items.append(
-            (
-                n.op.name,
-                attrs,
-                n.dtype.name,
-                n.compute.name,
-                ones_mask(n.shape),
-                k,
-                tuple(input_key(x) for x in n.inputs),
-            )
-        )
-    return tuple(items)
+    sizes) are left out; their effect on rank and broadcast pattern is in the output mask.
+    Each node's entry was built when it was recorded (``LazyNode.items``)."""
+    return tuple([n.items[k] for n, k in zip(nodes, kept)])
