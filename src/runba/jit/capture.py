@@ -40,6 +40,7 @@ import numpy as np
 from runba._state import STATE
 from runba.dtypes import FLOATING, INTEGER
 from runba.jit import graph as _graph
+from runba.jit import runtime
 from runba.jit.fold import fold_view
 from runba.ops import registry
 
@@ -138,9 +139,7 @@ class Recorder:
         return f"{op.name} is an extern op (hand-written kernel or numpy)"
 
     def _cut(self, op, inputs, attrs, reason):
-        from runba.jit.runtime import listeners
-
-        for fn in listeners:
+        for fn in runtime.listeners:
             fn("cut", op.name, reason)
         g = STATE.graph
         if g is not None and not g.realized:
@@ -156,8 +155,6 @@ class Recorder:
         finally:
             STATE.capture = prev
             if op.kind == registry.MATMUL:
-                from runba.jit import runtime
-
                 runtime.last_blas[0] = time.perf_counter()
 
     def before_write(self, tensor) -> None:
