@@ -196,7 +196,7 @@ def test_column_kernel_serial_and_parallel_branches(rows):
     assert_fused_matches(fn, x, rtol=1e-4, atol=1e-3)
 
 
-def test_interior_axis_reduction_is_a_numpy_step():
+def test_interior_reduction_keeping_the_last_axis_is_a_numpy_step():
     x = randn(4, 8, 3)
     fn = lambda x: (x * 2).sum(1)  # noqa: E731
     report = runba.jit.explain(fn, x)
@@ -204,6 +204,38 @@ def test_interior_axis_reduction_is_a_numpy_step():
     (line,) = numpy_lines(report)
     assert line.startswith("numpy sum#1 -> [4, 3]") and "interior axes" in line, report
     assert_fused_matches(fn, x, atol=1e-5)
+
+
+def _batch_norm_train(x, w, b):
+    """BatchNorm2d's training arithmetic over NCHW: statistics over (0, 2, 3)."""
+    mean = x.mean((0, 2, 3), keepdim=True)
+    var = ((x - mean) ** 2).mean((0, 2, 3), keepdim=True)
+    return (x - mean) / (var + 1e-5).sqrt() * w + b, mean.reshape(-1)
+
+
+@pytest.mark.parametrize("n", [2, PARALLEL_THRESHOLD // 48 + 5])
+def test_interior_reduction_with_the_last_axis_is_one_permuted_row_kernel(n):
+    """Reductions over (0, 2, 3) of NCHW - BatchNorm's statistics, their producers and the
+    normalisation reading them back - are one row kernel over the shape permuted to
+    (C, N, H, W); both size branches; a transposed input and a keepdim=False output too."""
+    x = randn(n, 3, 4, 4)
+    w, b = randn(1, 3, 1, 1, seed=1), randn(1, 3, 1, 1, seed=2)
+    report = runba.jit.explain(_batch_norm_train, x, w, b)
+    assert explain_counts(report) == (1, 1, 0), report
+    assert kernel_lines(report)[0].endswith(f"over [{n}, 3, 4, 4] (axes in order [1, 0, 2, 3])")
+    # the only numpy step is the mean's reshape: a view of the kernel's output
+    assert [ln.split(":")[0] for ln in numpy_lines(report)] == ["numpy reshape#12 -> [3]"]
+    assert_fused_matches(_batch_norm_train, x, w, b, rtol=1e-4, atol=1e-4)
+    xt = randn(n, 4, 4, 3, seed=3).permute(0, 3, 1, 2)  # NCHW values, NHWC memory
+    assert_fused_matches(_batch_norm_train, xt, w, b, rtol=1e-4, atol=1e-4)
+
+    def others(x):
+        h = (x * 2).exp()
+        return h.amax((0, 3)), h.sum((1, 3), keepdim=True) - x.amin((1, 3), keepdim=True)
+
+    report = runba.jit.explain(others, x)
+    assert not numpy_lines(report), report
+    assert_fused_matches(others, x, rtol=1e-4, atol=1e-4)
 
 
 def test_integer_reduction_is_a_cut():

@@ -1,9 +1,9 @@
 """Random-program fuzzer: fused vs eager vs float64 numpy (DESIGN §5).
 
 Each seed generates a small random DAG of elementwise ops, reductions (trailing axes, all
-axes, a leading axis), softmax-like row ops, matmuls and views over random shapes with
-broadcast dims, as Python source: one rendering in runba (``prog``) and one in float64 numpy
-(``ref``). Every program runs
+axes, a leading axis, any subset of axes), softmax-like row ops, matmuls and views over random
+shapes with broadcast dims, as Python source: one rendering in runba (``prog``) and one in
+float64 numpy (``ref``). Every program runs
 
 * cold: ``runba.jit.clear_cache()`` first (plans rebuilt, kernels compiled or loaded);
 * warm-memory: a second fused call compiles nothing and hits the plan cache; every fifth
@@ -263,7 +263,7 @@ class Program:
             return self._unary()
         r = len(a.small)
         op = list(REDUCE)[int(self.rng.integers(0, len(REDUCE)))]
-        how = self.rng.choice(["all", "trailing", "leading"], p=[0.25, 0.55, 0.2])
+        how = self.rng.choice(["all", "trailing", "leading", "subset"], p=[0.2, 0.45, 0.2, 0.15])
         if how == "all":
             self._note_red(a, range(r))
             self._emit(f"{a.name}.{op}()", f"{REDUCE[op]}({a.name})", (), (), a.dtype)
@@ -273,6 +273,12 @@ class Program:
             k = int(self.rng.integers(1, r + 1))
             axes = tuple(range(r - k, r))
             dims = tuple(range(-k, 0))
+        elif how == "subset":  # any proper subset: interior axes, permuted row kernels
+            mask = self.rng.random(r) < 0.5
+            mask[int(self.rng.integers(0, r))] = True
+            if mask.all():
+                mask[int(self.rng.integers(0, r))] = False
+            axes = dims = tuple(int(d) for d in np.flatnonzero(mask))
         else:
             axes, dims = (0,), (0,)
         self._note_red(a, axes)

@@ -25,7 +25,10 @@ def _describe_plan(lines, n_graph, graph, plan, kept):
             if s.reductions:
                 kind = "column kernel" if s.lead else "row kernel"
             outs = ", ".join(f"#{i}{'' if kept[i] else ' (read later)'}" for i in s.outputs)
-            lines.append(f"  {kind} {codegen.kernel_name(s, nodes)} over {list(full)}")
+            where = f"over {list(full)}"
+            if s.perm is not None:  # an interior reduction: reduced axes moved last
+                where += f" (axes in order {list(s.perm)})"
+            lines.append(f"  {kind} {codegen.kernel_name(s, nodes)} {where}")
             lines.append(f"    ops: {ops}")
             lines.append(f"    writes: {outs}")
             lines.append(f"    boundary: {s.reason}")

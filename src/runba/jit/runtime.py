@@ -57,14 +57,24 @@ class GroupBinding:
         "refs",
         "scalar_types",
         "contiguous",
+        "arg_perm",
+        "out_perm",
     )
 
     def __init__(self, group, nodes):
         self.group = group
         # (layout, launcher) once seen with every array C-contiguous (_run_group)
         self.contiguous = None
-        full = _full_shape(group, nodes)
+        full = _kernel_shape(group, nodes)
         r = len(full)
+        perm = group.perm
+        # Interior reductions (group.perm): the kernel works on the full shape permuted so the
+        # reduced axes come last. Arrays aligned to the full shape (or to its keepdim row
+        # shape) are bound as rank-r views transposed by perm: arg_perm[k] / out_perm[k] is
+        # the rank they are first expanded to (leading 1s), None where no transpose applies
+        # (non-keepdim row values already list the kept axes in kernel order).
+        self.arg_perm = []
+        self.out_perm = []
         self.axes_all = tuple(d for d in range(r) if full[d] != 1)
         # axes below this index are outer (rows); pointwise kernels decide per layout. A
         # column kernel's outer axes are the reduced leading ones.
@@ -91,7 +101,14 @@ class GroupBinding:
                     off = align - len(x.shape)
                     if group.lead and ctx != FULL and len(node.shape) < r:
                         off += group.rdims  # non-keepdim column values: the trailing axes
-                    dims = tuple(off + d for d, s in enumerate(x.shape) if s != 1)
+                    shape = x.shape
+                    if perm is not None and align == r:
+                        shape = _permuted((1,) * off + tuple(shape), perm)
+                        off = 0
+                        self.arg_perm.append(r)
+                    else:
+                        self.arg_perm.append(None)
+                    dims = tuple(off + d for d, s in enumerate(shape) if s != 1)
                     self.args.append(codegen.ArrayArg(ref, dims, ctx))
                     self.offsets.append(off)
                 elif x is not None:
@@ -101,6 +118,7 @@ class GroupBinding:
         self.scalar_types = [(i, pos, _scalar_type(nodes[i], pos)) for i, pos in self.scalars]
         self.out_dims = []
         for i in group.outputs:
+            self.out_perm.append(r if perm is not None and len(nodes[i].shape) == r else None)
             if group.roles[i] == FULL:
                 self.out_dims.append(self.axes_all)
             elif group.lead:
@@ -110,8 +128,29 @@ class GroupBinding:
 
 
 def _full_shape(group, nodes):
+    """The group's full shape, in the graph's axis order."""
     i, pos = group.full_ref
     return nodes[i].shape if pos is None else nodes[i].inputs[pos].shape
+
+
+def _permuted(shape, perm):
+    return tuple(shape[d] for d in perm)
+
+
+def _kernel_shape(group, nodes):
+    """The full shape in the kernel's axis order (permuted for interior reductions)."""
+    full = _full_shape(group, nodes)
+    return full if group.perm is None else _permuted(full, group.perm)
+
+
+def _to_kernel_axes(arr, rank, perm):
+    """``arr`` (aligned to the trailing axes of a rank-``rank`` shape) as the rank-``rank``
+    view transposed by ``perm``; unchanged when ``rank`` is None."""
+    if rank is None:
+        return arr
+    if arr.ndim < rank:
+        arr = arr.reshape((1,) * (rank - arr.ndim) + arr.shape)
+    return arr.transpose(perm)
 
 
 def _build_plan(nodes, kept):
@@ -130,8 +169,10 @@ def _compact(a: np.ndarray, dims_sizes) -> np.ndarray:
     return a.reshape(dims_sizes)
 
 
-def _layout(b: GroupBinding, arg_compact):
-    """Merge adjacent surviving axes of the same class where every array allows it."""
+def _layout(b: GroupBinding, arg_compact, out_compact=None):
+    """Merge adjacent surviving axes of the same class where every array allows it
+    (outputs are C-contiguous in kernel order, except the transposed outputs of a permuted
+    group: ``out_compact`` has them, and their strides are checked too)."""
     axes = b.axes_all
     groups = []
     for d in axes:
@@ -151,10 +192,15 @@ def _layout(b: GroupBinding, arg_compact):
                             ok = False
                             break
                 if ok:
-                    for od in b.out_dims:
+                    for k, od in enumerate(b.out_dims):
                         if (prev in od) != (d in od):
                             ok = False
                             break
+                        if out_compact is not None and prev in od:
+                            arr, p = out_compact[k], od.index(prev)
+                            if arr.strides[p] != arr.strides[p + 1] * arr.shape[p + 1]:
+                                ok = False
+                                break
             if ok:
                 groups[-1].append(d)
                 continue
@@ -246,8 +292,58 @@ def _launcher(plan, step, nodes, b, layout):
     return launcher
 
 
+def _in_place_view(arr, shape):
+    """``arr.reshape(shape)`` that raises instead of copying: a kernel writes through it."""
+    v = arr.view()
+    v.shape = shape
+    return v
+
+
+def _run_permuted_group(plan, step, nodes, values, nthreads, level, b):
+    """A group over permuted axes (an interior reduction): arrays and outputs are bound as
+    transposed views, and the layout also checks the outputs' strides."""
+    perm = step.perm
+    full = _kernel_shape(step, nodes)
+    arrays = [values[r[1]] if r[0] == "node" else nodes[r[1]].inputs[r[2]] for r in b.refs]
+    arrays = [
+        _compact(_to_kernel_axes(arr, rank, perm), [full[d] for d in a.dims])
+        for a, rank, arr in zip(b.args, b.arg_perm, arrays)
+    ]
+    bufs, outs = [], []
+    for i, od, rank in zip(step.outputs, b.out_dims, b.out_perm):
+        node = nodes[i]
+        buf = _new_buffer(node.shape, node.dtype.np)
+        values[i] = buf
+        bufs.append(buf)
+        outs.append(_compact(_to_kernel_axes(buf, rank, perm), [full[d] for d in od]))
+    layout = _layout(b, arrays, outs)
+    kernel, src, name = _launcher(plan, step, nodes, b, layout)
+    sizes = [full[g[0]] if len(g) == 1 else math.prod([full[d] for d in g]) for g in layout.axes]
+    args = [_merged_view(arr, ax, sizes) for arr, ax in zip(arrays, layout.arg_axes)]
+    outs = [
+        _in_place_view(o, [sizes[k] for k in ax] or [1]) for o, ax in zip(outs, layout.out_axes)
+    ]
+    _launch(step, nodes, kernel, src, name, sizes, args, b, outs, nthreads, level)
+
+
+def _launch(step, nodes, kernel, src, name, sizes, args, b, outs, nthreads, level):
+    scalars = [t(nodes[i].inputs[pos]) for i, pos, t in b.scalar_types]
+    t0 = time.perf_counter()
+    try:
+        kernel(*sizes, *args, *scalars, *outs, 4 * nthreads)
+    except Exception as e:  # numba typing/lowering errors never reach the user raw
+        raise _kernel_error(e, step, nodes, name, src) from e
+    cache.count_launch()
+    if level >= 2:
+        ms = (time.perf_counter() - t0) * 1e3
+        cache.debug(2, f"launch {name} sizes={sizes} {ms:.3f} ms")
+
+
 def _run_group(plan, step, nodes, values, nthreads, level):
     b = plan.bindings[step.index]
+    if step.perm is not None:
+        _run_permuted_group(plan, step, nodes, values, nthreads, level, b)
+        return
     full = _full_shape(step, nodes)
     arrays = [values[r[1]] if r[0] == "node" else nodes[r[1]].inputs[r[2]] for r in b.refs]
     # When every array is C-contiguous each merge _layout checks holds whatever the sizes,
@@ -267,22 +363,13 @@ def _run_group(plan, step, nodes, values, nthreads, level):
     kernel, src, name = launcher
     sizes = [full[g[0]] if len(g) == 1 else math.prod([full[d] for d in g]) for g in layout.axes]
     args = [_merged_view(arr, ax, sizes) for arr, ax in zip(arrays, layout.arg_axes)]
-    scalars = [t(nodes[i].inputs[pos]) for i, pos, t in b.scalar_types]
     outs = []
     for i, ax in zip(step.outputs, layout.out_axes):
         node = nodes[i]
         buf = _new_buffer(node.shape, node.dtype.np)
         values[i] = buf
         outs.append(_merged_view(buf, ax, sizes))
-    t0 = time.perf_counter()
-    try:
-        kernel(*sizes, *args, *scalars, *outs, 4 * nthreads)
-    except Exception as e:  # numba typing/lowering errors never reach the user raw
-        raise _kernel_error(e, step, nodes, name, src) from e
-    cache.count_launch()
-    if level >= 2:
-        ms = (time.perf_counter() - t0) * 1e3
-        cache.debug(2, f"launch {name} sizes={sizes} {ms:.3f} ms")
+    _launch(step, nodes, kernel, src, name, sizes, args, b, outs, nthreads, level)
 
 
 def _kernel_error(e, step, nodes, name, src):

@@ -17,7 +17,11 @@ rules (DESIGN §4 Fusion rules), each with a kernel-count test in tests/jit/:
 * reductions over leading axes (bias gradients, BatchNorm statistics) are a *column
   kernel*: chunks of rows in parallel, each accumulating partials of the kept positions,
   then a combine (which also computes the row-role consumers, ``sum / n``);
-* reductions over interior axes run as one numpy reduction (a cut, for now);
+* reductions over interior axes that include the last axis (BatchNorm's ``(0, 2, 3)`` of
+  NCHW) are row kernels over the full shape *permuted* so the reduced axes come last
+  (``KernelGroup.perm``; the runtime passes every array as the matching transposed view);
+  other interior reductions, whose last axis is kept, run as one numpy reduction (a cut):
+  permuted, their inner loop would be strided and not vectorise;
 * a group stops growing at :data:`MAX_GROUP_NODES` nodes or :data:`MAX_GROUP_ARRAYS` arrays.
 
 Matmul, conv and the other extern ops never reach the schedule: the recorder ran them
@@ -59,6 +63,10 @@ class KernelGroup:
     ``rdims`` is the number of trailing axes the reductions reduce (0: a pointwise kernel),
     or with ``lead`` the number of leading axes (a column kernel: per-chunk partials of the
     kept trailing positions, then a combine).
+    ``perm`` (None, or a permutation of the full shape's axes: kept axes then reduced ones)
+    makes an interior reduction a row kernel: shapes, roles and node attributes stay in the
+    graph's own axis order; the runtime binds every array transposed by ``perm``, so the
+    kernel sees ``rdims`` trailing reduced axes.
     ``roles[i]`` is FULL or ROW per node, ``reductions`` the reduce nodes (in order),
     ``outputs`` the nodes the kernel writes (kept by the user or autograd, or read by a later
     step), ``reason`` why the group starts where it does.
@@ -76,11 +84,13 @@ class KernelGroup:
         "reason",
         "arrays",
         "lead",
+        "perm",
     )
 
     def __init__(self, index: int, rank: int, rdims: int, full_ref: tuple, reason: str):
         self.index = index
         self.lead = False  # True: the reductions reduce the *leading* rdims axes
+        self.perm = None  # interior reductions: axis order that puts the reduced axes last
         self.nodes: list[int] = []
         self.roles: dict[int, str] = {}
         self.rank = rank
@@ -134,6 +144,10 @@ class _Builder:
         r, k = len(full), g.rdims
         if g.lead:
             return (1,) * k + full[k:], full[k:]  # keepdim, not keepdim
+        if g.perm is not None:
+            reduced = set(g.perm[r - k :])
+            keep = tuple(1 if d in reduced else s for d, s in enumerate(full))
+            return keep, tuple(s for d, s in enumerate(full) if d not in reduced)
         return full[: r - k] + (1,) * k, full[: r - k]
 
     def _role(self, g, node):
@@ -227,20 +241,28 @@ class _Builder:
         src = node.inputs[0]
         src_shape = src.shape
         r = len(src_shape)
-        dims = tuple(node.attrs["dims"])
+        dims = tuple(sorted(node.attrs["dims"]))
         k = len(dims)
         lead = 0 < k < r and dims == tuple(range(k))
-        if k == 0 or (dims != tuple(range(r - k, r)) and not lead):
-            self._numpy(
-                node, f"reduction over axes {list(dims)} of a rank-{r} tensor (interior axes)"
-            )
+        perm = None
+        if k and dims != tuple(range(r - k, r)) and not lead:
+            if dims[-1] != r - 1:
+                self._numpy(
+                    node,
+                    f"reduction over axes {list(dims)} of a rank-{r} tensor (interior axes, "
+                    "last axis kept)",
+                )
+                return
+            perm = tuple(d for d in range(r) if d not in dims) + dims
+        if k == 0:
+            self._numpy(node, f"reduction over no axes of a rank-{r} tensor")
             return
         if isinstance(src, LazyNode):
             g = self.step_of[src.index]
             if (
                 isinstance(g, KernelGroup)
                 and g.roles[src.index] == FULL
-                and (g.rdims == 0 or (g.rdims == k and g.lead == lead))
+                and (g.rdims == 0 or (g.rdims == k and g.lead == lead and g.perm == perm))
                 and self.full_shape[g.index] == src_shape
                 and self._deps_ok(g, node)
                 and self._fits(g, node)
@@ -248,6 +270,7 @@ class _Builder:
             ):
                 g.rdims = k
                 g.lead = lead
+                g.perm = perm
                 self._add(g, node, ROW)
                 g.reductions.append(node.index)
                 return
@@ -258,6 +281,7 @@ class _Builder:
         )
         g = self._new_group(src_shape, k, (node.index, 0), reason)
         g.lead = lead
+        g.perm = perm
         self._add(g, node, ROW)
         g.reductions.append(node.index)
 
