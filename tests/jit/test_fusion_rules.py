@@ -489,3 +489,44 @@ def test_float_max_min_fuse_and_propagate_nan_like_numpy(dim):
         np.testing.assert_array_equal(g, w)
     report = runba.jit.explain(runba.fuse(fn), x, x64)
     assert explain_counts(report)[2] == 0 and not numpy_lines(report), report
+
+
+# ---------------------------------------------------------------------------- hash-consing
+def test_a_repeated_value_is_computed_once_and_each_tensor_keeps_its_storage():
+    """``(x * 2).tanh()`` recorded twice is one mul and one tanh (the repeat is a clone:
+    a second store when both are kept); the two results still have separate storage."""
+    x = randn(8, 16)
+
+    def fn(x):
+        a = (x * 2).tanh()
+        b = (x * 2).tanh()
+        return a + b, a, b
+
+    report = runba.jit.explain(fn, x)
+    (ops,) = [ln.strip() for ln in report.splitlines() if ln.strip().startswith("ops:")]
+    assert ops.count("tanh#") == 1 and ops.count("mul#") == 1, report
+    assert_fused_matches(fn, x)
+    s, a, b = runba.fuse(fn)(x)
+    a.add_(1)  # eager: b is a separate tensor
+    np.testing.assert_allclose(b.numpy(), np.tanh(x.numpy() * 2), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(a.numpy(), np.tanh(x.numpy() * 2) + 1, rtol=1e-6, atol=1e-6)
+
+
+def test_values_are_shared_only_when_inputs_are_the_same():
+    """Equal scalars of another sign (0.0, -0.0), another type (2 vs 2.0 on ints) and
+    different arrays with equal contents are different values; views are never shared."""
+    x = randn(4, 5)
+    y = runba.tensor(x.numpy().copy())
+    i = runba.tensor(np.arange(20).reshape(4, 5))
+
+    def fn(x, y, i):
+        return x * 0.0, x * -0.0, x + 1, y + 1, i * 2, i * 2.0, x.T, x.T
+
+    report = runba.jit.explain(fn, x, y, i)
+    assert "clone" not in report, report
+    got = values(runba.fuse(fn)(x, y, i))
+    xn = x.numpy()
+    for g, zero in ((got[0], 0.0), (got[1], -0.0)):
+        np.testing.assert_array_equal(np.signbit(g), np.signbit(xn * np.float32(zero)))
+    assert got[4].dtype == np.int64 and got[5].dtype == np.float32
+    assert_fused_matches(fn, x, y, i, lazy=False)

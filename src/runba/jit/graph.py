@@ -122,8 +122,29 @@ class Graph:
         self.origin = STATE.fuse_origin  # the fused function/module that started it
         # the concrete storage the nodes read, by id (add() keeps it; realize_readers reads)
         self.arrays: dict[int, np.ndarray] = {}
+        # hash-consing: value key -> the node computing it (_value_key)
+        self.computed: dict[tuple, LazyNode] = {}
+        self.same_as: dict[int, LazyNode] = {}  # clone index -> the node it repeats
 
     def add(self, op, inputs, attrs, dtype, compute, shape) -> LazyNode:
+        """The node for ``op(*inputs, **attrs)``. An elementwise op or reduction this graph
+        already computes (same op, attrs and inputs: the same nodes, the same array objects,
+        equal scalars) is not computed twice: the new node is a ``clone`` of the earlier
+        one - a second store in the same kernel when both results are kept, nothing when
+        the new one is dead - so each tensor still owns its storage, as in eager mode."""
+        key = _value_key(op, inputs, attrs, dtype, shape, self.same_as)
+        if key is not None:
+            prior = self.computed.get(key)
+            if prior is not None:
+                clone = self._new(_clone_op(), (prior,), {}, dtype, dtype, shape)
+                self.same_as[clone.index] = prior  # what consumers of the clone see
+                return clone
+        node = self._new(op, inputs, attrs, dtype, compute, shape)
+        if key is not None:
+            self.computed[key] = node
+        return node
+
+    def _new(self, op, inputs, attrs, dtype, compute, shape) -> LazyNode:
         node = LazyNode(op, inputs, attrs, dtype, compute, shape, self, len(self.nodes))
         self.nodes.append(node)
         for x in inputs:
@@ -160,6 +181,8 @@ class Graph:
                         _PENDING.add(self)
                     raise
             self.arrays = {}
+            self.computed = {}
+            self.same_as = {}
 
     def __del__(self):
         # unreachable while pending: its thread ended, or its run failed and its tensors
@@ -221,6 +244,37 @@ def current_graph() -> Graph:
     with _PENDING_LOCK:
         _PENDING.add(g)
     return g
+
+
+_CLONE = []
+
+
+def _clone_op():
+    if not _CLONE:
+        from runba.ops.elementwise import CLONE  # ops/ is loaded by now; no import cycle
+
+        _CLONE.append(CLONE)
+    return _CLONE[0]
+
+
+def _value_key(op, inputs, attrs, dtype, shape, same_as):
+    """What makes two recordings the same value (None: never shared). Only elementwise ops
+    and reductions: a view must alias its own base, and nothing else is recorded lazily.
+    Arrays by identity (the graph keeps them alive, and a write to one realizes the graph
+    first), scalars by type and repr (``-0.0`` is not ``0.0``); a clone made for a repeat
+    stands for the node it repeats (``same_as``), so ``(x * 2).tanh()`` twice is one tanh."""
+    kind = op.kind
+    if kind is not registry.ELEMENTWISE and kind is not registry.REDUCE:
+        return None
+    ins = []
+    for x in inputs:
+        if isinstance(x, LazyNode):
+            ins.append(same_as.get(x.index, x).ref_key)
+        elif isinstance(x, np.ndarray):
+            ins.append(("a", id(x)))
+        else:
+            ins.append((type(x).__name__, repr(x)))
+    return (op, _freeze(attrs) if attrs else (), dtype, shape, tuple(ins))
 
 
 def _freeze(value):
