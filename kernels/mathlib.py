@@ -385,13 +385,16 @@ _LOG_Q6 = f32(-0.13243037462234497)
 _LOG_Q7 = f32(0.12905600666999817)
 _LOG_Q8 = f32(-0.07623042166233063)
 
-# tanh(x) = x + x**3 * Q(x**2), |x| < 0.55; rel. error 4.4e-9.
-_TANH_SMALL = f32(0.55)
-_TANH_Q0 = f32(-0.33333316445350647)
-_TANH_Q1 = f32(0.13332585990428925)
-_TANH_Q2 = f32(-0.05385230481624603)
-_TANH_Q3 = f32(0.021071655675768852)
-_TANH_Q4 = f32(-0.006274207960814238)
+# tanh: e**2a - 1 = 2**w - 1 with w = 2a log2(e) = n + r, |r| <= 1/2:
+# 2**r - 1 = r * Q(r), Q of degree 5 fitted for relative error (2.1e-8 with float32
+# coefficients): accurate as r -> 0, where tanh needs it.
+_TANH_W = f32(2.0 * 1.4426950408889634)
+_EXP2M1_Q0 = f32(0.6931471824645996)
+_EXP2M1_Q1 = f32(0.24022649228572845)
+_EXP2M1_Q2 = f32(0.05550357326865196)
+_EXP2M1_Q3 = f32(0.009618237614631653)
+_EXP2M1_Q4 = f32(0.0013390735257416964)
+_EXP2M1_Q5 = f32(0.00015403507859446108)
 
 # erf(x) = x + x * (C0 + u * Q(u)), u = x**2, |x| < 0.875, C0 = float32(2/sqrt(pi) - 1):
 # splitting off x keeps the rounding of 2/sqrt(pi) out of the result; rel. error 5.3e-8.
@@ -647,26 +650,33 @@ def log1p_f32(x):
 
 @_helper
 def tanh_f32(x):
-    """Hyperbolic tangent in float32 (measured max error 1.5 ulp); tanh(±inf) = ±1.
+    """Hyperbolic tangent in float32 (measured max error 3.1 ulp); tanh(±inf) = ±1.
+
+    One branch for every x: with m = e**2|x| - 1 (``expm1``), tanh|x| = m / (m + 2), and m
+    is built like gelu's 2**w: w = 2|x| log2(e) rounded by the magic add (no Cody-Waite), so
+    ``m = (2**n - 1) + 2**n (2**r - 1)`` with ``2**r - 1 = r Q(r)`` accurate as r -> 0 (n = 0
+    for |x| < 0.17: no cancellation near zero). 1.4x faster than the two-branch form it
+    replaced (polynomial below 0.55, ``1 - 2 / (e**2|x| + 1)`` above: 1.44 ulp).
 
     >>> float(tanh_f32(np.float32(0.5)))
     0.46211716532707214
     """
     x = f32(x)
     a = abs(x)
-    u = x * x
-    q = _TANH_Q4
-    q = q * u + _TANH_Q3
-    q = q * u + _TANH_Q2
-    q = q * u + _TANH_Q1
-    q = q * u + _TANH_Q0
-    small = x + x * (u * q)
-    # |x| >= 0.55: tanh = 1 - 2 / (e**2|x| + 1); the result is >= 0.5 so the subtraction
-    # loses nothing. tanh rounds to 1 beyond |x| = 9.01, so clamp to keep exp in range
-    # (a single vminps; NaN passes it and also the final select, via either branch).
-    ac = f32(9.5) if a > f32(9.5) else a
-    t = f32(1.0) - f32(2.0) / (_exp_mid(ac + ac) + f32(1.0))
-    return small if a < _TANH_SMALL else _or_sign(t, x)
+    # tanh rounds to 1 beyond |x| = 9.01; the clamp keeps 2**n normal (one vminps; NaN
+    # passes it and flows through every step)
+    w = (f32(9.5) if a > f32(9.5) else a) * _TANH_W
+    t = w + _SHIFT
+    r = w - _exact_sub(t, _SHIFT)
+    s = _pow2_shifted(t)
+    q = _EXP2M1_Q5
+    q = q * r + _EXP2M1_Q4
+    q = q * r + _EXP2M1_Q3
+    q = q * r + _EXP2M1_Q2
+    q = q * r + _EXP2M1_Q1
+    q = q * r + _EXP2M1_Q0
+    m = (s - f32(1.0)) + s * (r * q)  # 2**n - 1 is exact
+    return _or_sign(m / (m + f32(2.0)), x)
 
 
 @_helper
