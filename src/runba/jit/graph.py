@@ -67,7 +67,7 @@ class LazyNode:
         "ref_key",
     )
 
-    def __init__(self, op, inputs, attrs, dtype, compute, shape, graph, index):
+    def __init__(self, op, inputs, attrs, dtype, compute, shape, graph, index, attrs_key, ins):
         self.op = op
         self.inputs = inputs
         self.attrs = attrs
@@ -78,9 +78,9 @@ class LazyNode:
         self.graph = graph
         self.index = index
         self.ref_key = ("n", index)  # input_key of this node in its consumers' entries
-        attrs_key = () if op.kind == registry.MOVEMENT or not attrs else _freeze(attrs)
+        # attrs_key and ins (input_key of each input) come from Graph.add, which needs them
+        # for the value key too
         head = (op.name, attrs_key, dtype.name, compute.name, ones_mask(shape))
-        ins = tuple([input_key(x) for x in inputs])
         self.items = (head + (False, ins), head + (True, ins))
 
     def alive(self) -> bool:
@@ -122,7 +122,7 @@ class Graph:
         self.origin = STATE.fuse_origin  # the fused function/module that started it
         # the concrete storage the nodes read, by id (add() keeps it; realize_readers reads)
         self.arrays: dict[int, np.ndarray] = {}
-        # hash-consing: value key -> the node computing it (_value_key)
+        # hash-consing: value key -> the node computing it (see add)
         self.computed: dict[tuple, LazyNode] = {}
         self.same_as: dict[int, LazyNode] = {}  # clone index -> the node it repeats
 
@@ -132,24 +132,53 @@ class Graph:
         equal scalars) is not computed twice: the new node is a ``clone`` of the earlier
         one - a second store in the same kernel when both results are kept, nothing when
         the new one is dead - so each tensor still owns its storage, as in eager mode."""
-        key = _value_key(op, inputs, attrs, dtype, shape, self.same_as)
-        if key is not None:
+        kind = op.kind
+        # Movement ops run as numpy views at run time: their attrs (sizes) stay out of keys
+        attrs_key = () if kind == registry.MOVEMENT or not attrs else _freeze(attrs)
+        # one pass: each input's structural key (input_key, inlined: this runs for every
+        # recorded op) and its part of the value key. Value keys: arrays by identity (the
+        # graph keeps them alive, and a write to one realizes the graph first), scalars by
+        # type and repr (-0.0 is not 0.0); a clone made for a repeat stands for the node it
+        # repeats (same_as), so (x * 2).tanh() twice is one tanh.
+        same_as = self.same_as
+        ins = []
+        vals = []
+        for x in inputs:
+            if isinstance(x, LazyNode):
+                k = x.ref_key
+                ins.append(k)
+                vals.append(same_as[x.index].ref_key if same_as and x.index in same_as else k)
+            elif isinstance(x, np.ndarray):
+                dt = x.dtype
+                code = _DTYPE_STR.get(dt)
+                if code is None:
+                    code = _DTYPE_STR[dt] = dt.str
+                ins.append(("a", code, ones_mask(x.shape)))
+                vals.append(("a", id(x)))
+                self.arrays[id(x)] = x  # concrete storage: realize_readers checks it
+            else:
+                ins.append(input_key(x))
+                vals.append((type(x).__name__, repr(x)))
+        ins = tuple(ins)
+        # only elementwise ops and reductions are shared: a view must alias its own base
+        if kind == registry.ELEMENTWISE or kind == registry.REDUCE:
+            key = (op, attrs_key, dtype, shape, tuple(vals))
             prior = self.computed.get(key)
             if prior is not None:
-                clone = self._new(_clone_op(), (prior,), {}, dtype, dtype, shape)
-                self.same_as[clone.index] = prior  # what consumers of the clone see
+                clone = self._new(
+                    _clone_op(), (prior,), {}, dtype, dtype, shape, (), (prior.ref_key,)
+                )
+                same_as[clone.index] = prior  # what consumers of the clone see
                 return clone
-        node = self._new(op, inputs, attrs, dtype, compute, shape)
-        if key is not None:
+            node = self._new(op, inputs, attrs, dtype, compute, shape, attrs_key, ins)
             self.computed[key] = node
-        return node
+            return node
+        return self._new(op, inputs, attrs, dtype, compute, shape, attrs_key, ins)
 
-    def _new(self, op, inputs, attrs, dtype, compute, shape) -> LazyNode:
-        node = LazyNode(op, inputs, attrs, dtype, compute, shape, self, len(self.nodes))
-        self.nodes.append(node)
-        for x in inputs:
-            if isinstance(x, np.ndarray):  # concrete storage: realize_readers checks it
-                self.arrays[id(x)] = x
+    def _new(self, op, inputs, attrs, dtype, compute, shape, attrs_key, ins) -> LazyNode:
+        nodes = self.nodes
+        node = LazyNode(op, inputs, attrs, dtype, compute, shape, self, len(nodes), attrs_key, ins)
+        nodes.append(node)
         return node
 
     def attach(self, node: LazyNode, tensor) -> None:
@@ -257,28 +286,16 @@ def _clone_op():
     return _CLONE[0]
 
 
-def _value_key(op, inputs, attrs, dtype, shape, same_as):
-    """What makes two recordings the same value (None: never shared). Only elementwise ops
-    and reductions: a view must alias its own base, and nothing else is recorded lazily.
-    Arrays by identity (the graph keeps them alive, and a write to one realizes the graph
-    first), scalars by type and repr (``-0.0`` is not ``0.0``); a clone made for a repeat
-    stands for the node it repeats (``same_as``), so ``(x * 2).tanh()`` twice is one tanh."""
-    kind = op.kind
-    if kind is not registry.ELEMENTWISE and kind is not registry.REDUCE:
-        return None
-    ins = []
-    for x in inputs:
-        if isinstance(x, LazyNode):
-            ins.append(same_as.get(x.index, x).ref_key)
-        elif isinstance(x, np.ndarray):
-            ins.append(("a", id(x)))
-        else:
-            ins.append((type(x).__name__, repr(x)))
-    return (op, _freeze(attrs) if attrs else (), dtype, shape, tuple(ins))
+_PLAIN = frozenset({bool, int, float, str, type(None)})
 
 
 def _freeze(value):
     """A hashable, process-independent rendering of an attribute value."""
+    if type(value) is dict:
+        # an op's attrs: a few plain values or tuples, so skip the generic walk per value
+        items = [(k, v if type(v) in _PLAIN else _freeze(v)) for k, v in value.items()]
+        items.sort()  # keys are unique: only they are compared
+        return tuple(items)
     if isinstance(value, (tuple, list)):
         return tuple(_freeze(v) for v in value)
     if isinstance(value, dict):

@@ -467,7 +467,13 @@ def elementwise_dtypes(op: OpDef, inputs: tuple, attrs: dict):
     uniform = dt is not None
     if uniform:
         for a in inputs[1:]:
-            if not isinstance(a, Tensor) or a.dtype is not dt:
+            if isinstance(a, Tensor):
+                if a.dtype is not dt:
+                    uniform = False
+                    break
+            elif dt.category != FLOATING and a is not None:
+                # a Python scalar only promotes tensors of a lower category: x * 2.0 stays
+                # float32 without the promotion table, an int tensor's result needs it
                 uniform = False
                 break
     if not uniform:
