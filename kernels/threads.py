@@ -24,6 +24,7 @@ import glob
 import os
 import sys
 import threading
+import time
 import warnings
 
 import numba
@@ -37,6 +38,9 @@ __all__ = [
     "epilogue_num_threads",
     "get_blas_num_threads",
     "get_num_threads",
+    "blas_pool_spinning",
+    "if_blas_spinning",
+    "note_blas_pool_use",
     "set_blas_num_threads",
     "set_num_threads",
 ]
@@ -278,6 +282,35 @@ def epilogue_num_threads() -> int:
     ensure_threading_layer()
     blas = get_blas_num_threads() or 1
     return max(1, min(numba.get_num_threads(), cpu_count() - (blas - 1)))
+
+
+# When runba last ran numpy's multi-threaded BLAS (np.matmul on a product big enough to
+# thread), and how long OpenBLAS workers keep spinning after a call (its THREAD_TIMEOUT).
+BLAS_SPIN_SECONDS = 0.1
+_pool_used_at = [-1e9]
+
+
+def note_blas_pool_use() -> None:
+    """Record that numpy's BLAS just ran a call that may have woken its thread pool."""
+    _pool_used_at[0] = time.perf_counter()
+
+
+def blas_pool_spinning() -> bool:
+    """Whether a call noted by :func:`note_blas_pool_use` was less than
+    ``BLAS_SPIN_SECONDS`` ago (its workers may still spin). runba's own GEMM
+    (``kernels.blas``) runs in numba's pool and never wakes them."""
+    return time.perf_counter() - _pool_used_at[0] < BLAS_SPIN_SECONDS
+
+
+@contextlib.contextmanager
+def if_blas_spinning():
+    """:func:`after_blas` when :func:`blas_pool_spinning`, else nothing: the kernels after a
+    GEMM keep every thread unless numpy's BLAS pool ran one recently."""
+    if blas_pool_spinning():
+        with after_blas():
+            yield
+    else:
+        yield
 
 
 @contextlib.contextmanager

@@ -43,7 +43,7 @@ import numpy as np
 from numba import njit, prange
 
 from runba.kernels.loader import PARALLEL_THRESHOLD, njit_cached
-from runba.kernels.threads import after_blas
+from runba.kernels.threads import if_blas_spinning
 
 __all__ = ["col2im", "conv_out_size", "im2col"]
 
@@ -263,7 +263,7 @@ def im2col(x, kernel_size, stride, padding, dilation, out_size, out=None):
         out = np.empty((c * kh * kw, n, oh * ow), x.dtype)
     _check_out(out, (c * kh * kw, n, oh * ow), x.dtype, "im2col")
     if out.size:
-        with after_blas():  # OpenBLAS workers may still be spinning
+        with if_blas_spinning():  # OpenBLAS workers may still spin
             _im2col(x, out, kh, kw, *stride, *padding, *dilation, oh, ow, _chunks())
     return out
 
@@ -286,6 +286,6 @@ def col2im(cols, input_shape, kernel_size, stride, padding, dilation, out_size, 
         if cols.size == 0:
             out[...] = 0
         else:
-            with after_blas():  # OpenBLAS workers may still be spinning
+            with if_blas_spinning():  # OpenBLAS workers may still spin
                 _col2im(cols, out, kh, kw, *stride, *padding, *dilation, oh, ow, _chunks())
     return out

@@ -27,7 +27,7 @@ from numba import njit, prange
 
 from runba.kernels.cpu.conv import _valid  # output range whose inputs lie inside
 from runba.kernels.loader import PARALLEL_THRESHOLD, njit_cached
-from runba.kernels.threads import after_blas
+from runba.kernels.threads import if_blas_spinning
 
 __all__ = [
     "avg_pool2d_backward",
@@ -339,7 +339,7 @@ def max_pool2d(x, kernel_size, stride, padding, dilation, out_size):
     lead, xp, shape = _max_pool_args(x, out_size, "max_pool2d")
     out = np.empty(shape, xp.dtype)
     if out.size:
-        with after_blas():  # OpenBLAS workers may still be spinning
+        with if_blas_spinning():  # OpenBLAS workers may still spin
             _max_pool(xp, out, *kernel_size, *stride, *padding, *dilation, _chunks())
     return out.reshape(lead + tuple(out_size))
 
@@ -356,7 +356,7 @@ def max_pool2d_with_indices(x, kernel_size, stride, padding, dilation, out_size)
     out = np.empty(shape, xp.dtype)
     idx = np.empty(shape, np.int64)
     if out.size:
-        with after_blas():  # OpenBLAS workers may still be spinning
+        with if_blas_spinning():  # OpenBLAS workers may still spin
             _argmax_pool(xp, out, idx, *kernel_size, *stride, *padding, *dilation, _chunks())
     full = lead + tuple(out_size)
     return out.reshape(full), idx.reshape(full)
@@ -385,7 +385,7 @@ def plane_gather(x, idx):
     ip = np.ascontiguousarray(idx, np.int64).reshape(xp.shape[0], -1)
     out = np.empty(ip.shape, x.dtype)
     if out.size:
-        with after_blas():  # OpenBLAS workers may still be spinning
+        with if_blas_spinning():  # OpenBLAS workers may still spin
             _plane_gather(xp, ip, out)
     return out.reshape(lead + out_hw)
 
@@ -405,7 +405,7 @@ def plane_scatter_add(g, idx, in_hw):
         if ip.size == 0:
             out[...] = 0
         else:
-            with after_blas():  # OpenBLAS workers may still be spinning
+            with if_blas_spinning():  # OpenBLAS workers may still spin
                 _plane_scatter_add(gp, ip, out)
     return out.reshape(lead + tuple(in_hw))
 
@@ -439,7 +439,7 @@ def avg_pool2d_forward(x, windows):
         if xp.size == 0:
             out[...] = 0
         else:
-            with after_blas():  # OpenBLAS workers may still be spinning
+            with if_blas_spinning():  # OpenBLAS workers may still spin
                 _avg_pool_fwd(xp, out, hs, he, ws, we, div)
     return out.reshape(lead + out.shape[1:])
 
@@ -460,6 +460,6 @@ def avg_pool2d_backward(g, windows, in_hw):
         if gp.size == 0:
             dx[...] = 0
         else:
-            with after_blas():  # OpenBLAS workers may still be spinning
+            with if_blas_spinning():  # OpenBLAS workers may still spin
                 _avg_pool_bwd(gp, dx, hs, he, ws, we, div)
     return dx.reshape(lead + tuple(in_hw))

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import functools
 import os
-import time
 
 import numpy as np
 
@@ -159,8 +158,6 @@ class Recorder:
             return registry.run_eager(op, inputs, attrs)
         finally:
             STATE.capture = prev
-            if op.kind == registry.MATMUL:
-                runtime.last_blas[0] = time.perf_counter()
 
     def before_write(self, tensor) -> None:
         """``tensor``'s storage is about to be handed out for writing (``numpy()``): realize

@@ -26,11 +26,6 @@ from runba.kernels import loader, threads
 
 __all__ = ["run_graph"]
 
-# When the last matmul ran eagerly inside a graph (capture.Recorder._cut sets it), and how
-# long OpenBLAS workers keep spinning after a call (its THREAD_TIMEOUT, ~0.1 s).
-last_blas = [-1.0]
-BLAS_SPIN_SECONDS = 0.1
-
 # Called with ("plan", graph, plan, kept) on every realization and ("cut", op name, reason)
 # for every op run eagerly under capture, while runba.jit.explain is running.
 listeners: list = []
@@ -430,10 +425,11 @@ def run_graph(graph) -> None:
         for fn in listeners:
             fn("plan", graph, plan, kept)
     values: list = [None] * len(nodes)
-    # Right after a BLAS call (a matmul cut: the epilogue) OpenBLAS's workers still spin and
-    # would fight a full-width parallel kernel (threads.after_blas; docs/kernels.md): run on
-    # the cores they leave. Otherwise (pure elementwise graphs) use every thread.
-    if time.perf_counter() - last_blas[0] < BLAS_SPIN_SECONDS:
+    # Right after numpy's multi-threaded BLAS ran (a batched matmul, or no BLAS runba can
+    # call itself: kernels/blas.py), OpenBLAS's workers still spin and would fight a
+    # full-width parallel kernel: run on the cores they leave (threads.after_blas).
+    # runba's own GEMM runs in numba's pool, so its epilogue keeps every thread.
+    if threads.blas_pool_spinning():
         with threads.after_blas():
             n_kernels = _run_steps(plan, nodes, values, level)
     else:

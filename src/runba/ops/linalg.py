@@ -8,6 +8,7 @@ import re
 import numpy as np
 
 from runba import dtypes as _dt
+from runba.kernels import blas, threads
 from runba.ops.registry import (
     EXTERN,
     MATMUL,
@@ -54,7 +55,16 @@ def _matmul_impl(a, b):
     if a.dtype != b.dtype:
         t = np.result_type(a, b)
         a, b = a.astype(t), b.astype(t)
-    return np.matmul(a, b)
+    if a.ndim == 2 and b.ndim == 2 and a.size * b.shape[1] >= blas.MIN_WORK:
+        # runba's GEMM: numpy's BLAS on blocks in numba's thread pool, so no OpenBLAS worker
+        # spins afterwards and the kernels after it keep every thread (kernels/blas.py)
+        out = np.empty((a.shape[0], b.shape[1]), a.dtype)
+        if blas.gemm(a, b, out):
+            return out
+    out = np.matmul(a, b)
+    if a.size * (b.shape[-1] if b.ndim > 1 else 1) >= blas.MIN_WORK:
+        threads.note_blas_pool_use()  # OpenBLAS may have woken its pool
+    return out
 
 
 MATMUL_OP = register(

@@ -1,0 +1,282 @@
+"""GEMM on numba's thread pool: numpy's own BLAS, single-threaded, on blocks in a ``prange``.
+
+OpenBLAS runs its own pthread pool, and its workers keep spinning for ~0.1 s after every
+call. Parallel numba kernels launched in that window fight them for the cores (3x slower on
+the seed CNN), so every kernel after a GEMM had to run on one thread (``threads.after_blas``).
+Here the GEMM itself runs in numba's pool instead: ``C = A @ B`` is cut into column blocks
+(row blocks when C is taller than wide), and each ``prange`` chunk calls ``cblas_?gemm`` on its
+block with BLAS set to one thread, so no BLAS worker ever wakes. Measured on the 2-core Xeon
+(ms, numpy's own 2-thread call in brackets): 20x25 @ 25x57600 0.41 (0.55-0.82),
+40x500 @ 500x6400 1.43-1.52 (1.48-1.60), 128x784 @ 784x512 0.46 (0.45-0.48),
+100x2560 @ 2560x100 0.31 (0.35-0.43).
+
+The ``cblas_?gemm`` address is a run-time argument called through :func:`_call_gemm`, not a
+constant baked into the machine code, so the kernel is disk-cached like any other. Where no
+such BLAS is found (numpy built against Accelerate, say), or ``RUNBA_GEMM=numpy``,
+:func:`gemm` returns False and callers use ``np.matmul``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import prange, types
+from numba.extending import intrinsic
+
+from runba.kernels import threads
+from runba.kernels.loader import njit_cached
+
+__all__ = ["MIN_WORK", "available", "gemm"]
+
+#: ``M * N * K`` below which :func:`gemm` declines: a single BLAS call is cheaper than a
+#: parallel region, and OpenBLAS keeps such small products on the calling thread anyway.
+MIN_WORK = 1 << 18
+
+_NO_TRANS, _TRANS = 111, 112  # CBLAS_TRANSPOSE
+_ROW_MAJOR = 101
+
+# cblas symbol names, most specific first: scipy-openblas prefixes every symbol, and its
+# 64-bit-integer build adds a ``64_`` suffix (then the integer arguments are int64).
+_GEMM_NAMES = {
+    np.dtype(np.float32): (
+        "scipy_cblas_sgemm64_",
+        "scipy_cblas_sgemm",
+        "cblas_sgemm64_",
+        "cblas_sgemm",
+    ),
+    np.dtype(np.float64): (
+        "scipy_cblas_dgemm64_",
+        "scipy_cblas_dgemm",
+        "cblas_dgemm64_",
+        "cblas_dgemm",
+    ),
+}
+
+
+class _Gemm:
+    """The BLAS found: ``addr[dtype]`` of cblas_?gemm, its integer width, its thread control."""
+
+    def __init__(self, lib, addr, int_bits):
+        self.lib = lib  # threads._BlasLib: get()/set() of its thread count
+        self.addr = addr
+        self.int_bits = int_bits
+
+
+_found: list = []
+_lock = threading.Lock()
+_active = [0, None]  # calls in progress, BLAS thread count to restore when the last ends
+
+
+def _find():
+    if _found:
+        return _found[0]
+    gemm = None
+    for lib in threads._find_blas():
+        if lib.api != "openblas":
+            continue
+        handle = threads._open_loaded(lib.path)
+        if handle is None:
+            continue
+        addr, bits = {}, set()
+        for dt, names in _GEMM_NAMES.items():
+            for name in names:
+                fn = getattr(handle, name, None)
+                if fn is not None:
+                    addr[dt] = ctypes.cast(fn, ctypes.c_void_p).value
+                    bits.add(64 if name.endswith("64_") else 32)
+                    break
+        if len(addr) == len(_GEMM_NAMES) and len(bits) == 1:
+            gemm = _Gemm(lib, addr, bits.pop())
+            break
+    _found.append(gemm)
+    return gemm
+
+
+def available() -> bool:
+    """Whether :func:`gemm` can run (a cblas GEMM was found and ``RUNBA_GEMM`` allows it)."""
+    if os.environ.get("RUNBA_GEMM", "").strip().lower() == "numpy":
+        return False
+    return _find() is not None
+
+
+def _int_bits() -> int:
+    g = _find()
+    return g.int_bits if g is not None else 64
+
+
+@intrinsic
+def _call_gemm(typingctx, fn, ta, tb, m, n, k, alpha, a, lda, b, ldb, c, ldc):
+    """``cblas_?gemm(RowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, 0, c, ldc)`` through
+    the function address ``fn``; addresses and sizes are int64, alpha float32/float64."""
+    ints = (fn, ta, tb, m, n, k, a, lda, b, ldb, c, ldc)
+    if any(t != types.int64 for t in ints) or alpha not in (types.float32, types.float64):
+        return None
+    width = _int_bits()
+
+    def codegen(context, builder, sig, args):
+        fn, ta, tb, m, n, k, alpha, a, lda, b, ldb, c, ldc = args
+        i32, blasint, ptr = ir.IntType(32), ir.IntType(width), ir.IntType(8).as_pointer()
+        ft = alpha.type
+        fnty = ir.FunctionType(
+            ir.VoidType(),
+            [
+                i32,
+                i32,
+                i32,
+                blasint,
+                blasint,
+                blasint,
+                ft,
+                ptr,
+                blasint,
+                ptr,
+                blasint,
+                ft,
+                ptr,
+                blasint,
+            ],
+        )
+
+        def i(v):
+            return v if width == 64 else builder.trunc(v, blasint)
+
+        def p(v):
+            return builder.inttoptr(v, ptr)
+
+        builder.call(
+            builder.inttoptr(fn, fnty.as_pointer()),
+            [
+                ir.Constant(i32, _ROW_MAJOR),
+                builder.trunc(ta, i32),
+                builder.trunc(tb, i32),
+                i(m),
+                i(n),
+                i(k),
+                alpha,
+                p(a),
+                i(lda),
+                p(b),
+                i(ldb),
+                ir.Constant(ft, 0.0),
+                p(c),
+                i(ldc),
+            ],
+        )
+        return context.get_dummy_value()
+
+    return types.void(*ints[:6], alpha, *ints[6:]), codegen
+
+
+@njit_cached(parallel=True)
+def _gemm_blocks(fn, m, n, k, alpha, a, lda, ta, b, ldb, tb, c, ldc, itemsize, split_n, nch):
+    """C (m x n, row-major, leading dim ldc) = A @ B in ``nch`` blocks of C's columns
+    (``split_n``) or rows, one ``prange`` chunk each; a, b, c are addresses."""
+    for ch in prange(nch):
+        if split_n:
+            lo, hi = ch * n // nch, (ch + 1) * n // nch
+            if hi > lo:
+                bo = lo * (ldb if tb == _TRANS else 1) * itemsize
+                _call_gemm(
+                    fn, ta, tb, m, hi - lo, k, alpha, a, lda, b + bo, ldb, c + lo * itemsize, ldc
+                )
+        else:
+            lo, hi = ch * m // nch, (ch + 1) * m // nch
+            if hi > lo:
+                ao = lo * (1 if ta == _TRANS else lda) * itemsize
+                co = lo * ldc * itemsize
+                _call_gemm(fn, ta, tb, hi - lo, n, k, alpha, a + ao, lda, b, ldb, c + co, ldc)
+
+
+def _operand(x: np.ndarray):
+    """(address, leading dimension, transpose flag) of a 2-D operand BLAS can read in place,
+    or None (negative, zero or non-unit strides in both axes: the caller copies it)."""
+    s = x.itemsize
+    r, c = x.shape
+    s0, s1 = x.strides
+    if (s1 == s or c == 1) and s0 % s == 0:
+        ld = s0 // s if r > 1 else max(c, 1)
+        if ld >= max(c, 1):
+            return x.ctypes.data, ld, _NO_TRANS
+    if (s0 == s or r == 1) and s1 % s == 0:
+        ld = s1 // s if c > 1 else max(r, 1)
+        if ld >= max(r, 1):
+            return x.ctypes.data, ld, _TRANS
+    return None
+
+
+def _enter(g: _Gemm) -> None:
+    # BLAS at one thread for as long as any gemm() runs (two Python threads may overlap)
+    with _lock:
+        if _active[0] == 0:
+            _active[1] = g.lib.get()
+            if _active[1] != 1:
+                g.lib.set(1)
+        _active[0] += 1
+
+
+def _leave(g: _Gemm) -> None:
+    with _lock:
+        _active[0] -= 1
+        if _active[0] == 0 and _active[1] not in (None, 1):
+            g.lib.set(_active[1])
+
+
+def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> bool:
+    """``out[...] = a @ b`` for 2-D float32 or float64 ``a`` (M, K) and ``b`` (K, N) of one
+    dtype, ``out`` C-contiguous (M, N); False (nothing written) when it does not apply: no
+    BLAS found, other dtypes, ``M * N * K < MIN_WORK``, one numba thread.
+
+    >>> a, b = np.ones((64, 64), np.float32), np.ones((64, 4096), np.float32)
+    >>> out = np.empty((64, 4096), np.float32)
+    >>> gemm(a, b, out) in (True, False) and (not gemm(a, b, out) or float(out[0, 0]) == 64.0)
+    True
+    """
+    dt = a.dtype
+    if dt not in _GEMM_NAMES or b.dtype != dt or out.dtype != dt or a.ndim != 2 or b.ndim != 2:
+        return False
+    m, k = a.shape
+    n = b.shape[1]
+    if b.shape[0] != k or out.shape != (m, n) or not out.flags.c_contiguous:
+        return False
+    nthreads = numba.get_num_threads()
+    if m * n * k < MIN_WORK or nthreads < 2 or not available():
+        return False
+    g = _find()
+    opa = _operand(a)
+    if opa is None:
+        a = np.ascontiguousarray(a)
+        opa = _operand(a)
+    opb = _operand(b)
+    if opb is None:
+        b = np.ascontiguousarray(b)
+        opb = _operand(b)
+    split_n = n >= m
+    nch = min(nthreads, n if split_n else m)
+    _enter(g)
+    try:
+        _gemm_blocks(
+            g.addr[dt],
+            m,
+            n,
+            k,
+            dt.type(1),
+            opa[0],
+            opa[1],
+            opa[2],
+            opb[0],
+            opb[1],
+            opb[2],
+            out.ctypes.data,
+            n,
+            dt.itemsize,
+            split_n,
+            nch,
+        )
+    finally:
+        _leave(g)
+    return True

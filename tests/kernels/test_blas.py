@@ -1,0 +1,139 @@
+"""runba.kernels.blas: GEMM in blocks on numba's pool, checked against float64 numpy."""
+
+from __future__ import annotations
+
+import threading
+
+import numba
+import numpy as np
+import pytest
+
+import runba
+from runba.kernels import blas, threads
+
+pytestmark = [
+    pytest.mark.skipif(not blas.available(), reason="no cblas GEMM in numpy's BLAS here"),
+    pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="one CPU: gemm declines"),
+]
+
+
+@pytest.fixture(autouse=True)
+def two_threads():
+    nb, nblas = numba.get_num_threads(), threads.get_blas_num_threads()
+    numba.set_num_threads(2)
+    yield
+    numba.set_num_threads(nb)
+    assert threads.get_blas_num_threads() == nblas  # every test leaves BLAS as it found it
+
+
+def _layouts(rng, rows, cols, dtype):
+    """The same kind of operand as C-order, F-order, a transposed view and a column slice
+    of a wider array (leading dimension > cols)."""
+    base = rng.standard_normal((rows, cols)).astype(dtype)
+    wide = np.zeros((rows, cols + 5), dtype)
+    wide[:, 2 : 2 + cols] = base
+    return {
+        "C": base,
+        "F": np.asfortranarray(base),
+        "T": np.ascontiguousarray(base.T).T,
+        "sliced": wide[:, 2 : 2 + cols],
+    }
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "m,k,n",
+    [(20, 25, 57600 // 8), (128, 784, 512), (3000, 64, 8), (2, 40000, 9)],  # split N, M, M, N
+)
+def test_gemm_matches_float64_numpy_for_every_operand_layout(dtype, m, k, n):
+    rng = np.random.default_rng(m + n)
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    for la, a in _layouts(rng, m, k, dtype).items():
+        for lb, b in _layouts(rng, k, n, dtype).items():
+            out = np.full((m, n), np.nan, dtype)
+            assert blas.gemm(a, b, out), (la, lb)
+            ref = a.astype(np.float64) @ b.astype(np.float64)
+            err = np.abs(out - ref).max() / np.abs(ref).max()
+            assert err < tol, (la, lb, err)
+
+
+def test_operands_blas_cannot_read_are_copied_first():
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((64, 192)).astype(np.float32)[::-1, ::2]  # negative, 2-step strides
+    b = np.broadcast_to(rng.standard_normal((1, 70)).astype(np.float32), (96, 70))  # stride 0
+    out = np.empty((64, 70), np.float32)
+    assert blas.gemm(a, b, out)
+    np.testing.assert_allclose(out, a.astype(np.float64) @ b, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["small", "int", "mixed", "out not contiguous", "3-D", "one thread", "RUNBA_GEMM=numpy"],
+)
+def test_gemm_declines_and_writes_nothing(case, monkeypatch):
+    a, b = np.ones((128, 256), np.float32), np.ones((256, 512), np.float32)
+    out = np.full((128, 512), 7.0, np.float32)
+    if case == "small":
+        a, b, out = a[:8, :8], b[:8, :8], out[:8, :8].copy()
+    elif case == "int":
+        a, b, out = a.astype(np.int64), b.astype(np.int64), out.astype(np.int64)
+    elif case == "mixed":
+        b = b.astype(np.float64)
+    elif case == "out not contiguous":
+        out = np.full((512, 128), 7.0, np.float32).T
+    elif case == "3-D":
+        a = a[None]
+    elif case == "one thread":
+        numba.set_num_threads(1)
+    else:
+        monkeypatch.setenv("RUNBA_GEMM", "numpy")
+    before = out.copy()
+    assert not blas.gemm(a, b, out)
+    np.testing.assert_array_equal(out, before)
+
+
+def test_concurrent_calls_from_two_python_threads_are_correct_and_restore_blas_threads():
+    rng = np.random.default_rng(2)
+    pairs = [
+        (rng.standard_normal((96, 300)).astype(np.float32), rng.standard_normal((300, 800)))
+        for _ in range(2)
+    ]
+    pairs = [(a, b.astype(np.float32)) for a, b in pairs]
+    results, errors = {}, []
+
+    def work(i):
+        try:
+            a, b = pairs[i]
+            numba.set_num_threads(2)  # numba's count is per thread
+            for _ in range(20):
+                out = np.empty((96, 800), np.float32)
+                assert blas.gemm(a, b, out)
+            results[i] = out
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    ts = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors, errors
+    for i, (a, b) in enumerate(pairs):
+        np.testing.assert_allclose(results[i], a.astype(np.float64) @ b, rtol=1e-4, atol=1e-3)
+
+
+def test_runba_matmul_uses_it_and_leaves_no_blas_pool_spinning():
+    """A 2-D runba matmul runs here (kernels after it keep every thread); a batched one
+    still goes to np.matmul and is noted as possibly waking OpenBLAS's pool."""
+    threads._pool_used_at[0] = -1e9
+    x, w = runba.randn(128, 784), runba.randn(784, 512)
+    y = x @ w
+    np.testing.assert_allclose(
+        y.numpy(), x.numpy().astype(np.float64) @ w.numpy(), rtol=1e-4, atol=1e-3
+    )
+    assert not threads.blas_pool_spinning()
+    xb = runba.randn(4, 128, 784)
+    (xb @ w).numpy()
+    assert threads.blas_pool_spinning()
+    with threads.if_blas_spinning():  # right after: the policy applies
+        assert numba.get_num_threads() == threads.epilogue_num_threads()
