@@ -173,23 +173,28 @@ def _call_gemm(typingctx, fn, ta, tb, m, n, k, alpha, a, lda, b, ldb, c, ldc):
 
 
 @njit_cached(parallel=True)
-def _gemm_blocks(fn, m, n, k, alpha, a, lda, ta, b, ldb, tb, c, ldc, itemsize, split_n, nch):
-    """C (m x n, row-major, leading dim ldc) = A @ B in ``nch`` blocks of C's columns
-    (``split_n``) or rows, one ``prange`` chunk each; a, b, c are addresses."""
-    for ch in prange(nch):
+def _gemm_blocks(
+    fn, m, n, k, alpha, a, lda, ta, b, ldb, tb, c, ldc, itemsize, split_n, nch, nb, abs_, bbs, cbs
+):
+    """For each of ``nb`` batch items (byte strides abs_, bbs, cbs; bbs = 0: one B for all),
+    C (m x n, row-major, leading dim ldc) = A @ B in ``nch`` blocks of C's columns
+    (``split_n``) or rows; one ``prange`` chunk per (item, block). a, b, c are addresses."""
+    for t in prange(nb * nch):
+        bi, ch = t // nch, t % nch
+        a0, b0, c0 = a + bi * abs_, b + bi * bbs, c + bi * cbs
         if split_n:
             lo, hi = ch * n // nch, (ch + 1) * n // nch
             if hi > lo:
                 bo = lo * (ldb if tb == _TRANS else 1) * itemsize
                 _call_gemm(
-                    fn, ta, tb, m, hi - lo, k, alpha, a, lda, b + bo, ldb, c + lo * itemsize, ldc
+                    fn, ta, tb, m, hi - lo, k, alpha, a0, lda, b0 + bo, ldb, c0 + lo * itemsize, ldc
                 )
         else:
             lo, hi = ch * m // nch, (ch + 1) * m // nch
             if hi > lo:
                 ao = lo * (1 if ta == _TRANS else lda) * itemsize
                 co = lo * ldc * itemsize
-                _call_gemm(fn, ta, tb, hi - lo, n, k, alpha, a + ao, lda, b, ldb, c + co, ldc)
+                _call_gemm(fn, ta, tb, hi - lo, n, k, alpha, a0 + ao, lda, b0, ldb, c0 + co, ldc)
 
 
 def _operand(x: np.ndarray):
@@ -227,9 +232,10 @@ def _leave(g: _Gemm) -> None:
 
 
 def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> bool:
-    """``out[...] = a @ b`` for 2-D float32 or float64 ``a`` (M, K) and ``b`` (K, N) of one
-    dtype, ``out`` C-contiguous (M, N); False (nothing written) when it does not apply: no
-    BLAS found, other dtypes, ``M * N * K < MIN_WORK``, one numba thread.
+    """``out[...] = a @ b`` for float32 or float64 operands of one dtype: ``a`` (M, K) or a
+    batch (B, M, K), ``b`` (K, N) or (B, K, N), ``out`` C-contiguous (M, N) or (B, M, N).
+    Returns False (nothing written) when it does not apply: no BLAS found, other dtypes or
+    shapes, ``B * M * N * K < MIN_WORK``, one numba thread.
 
     >>> a, b = np.ones((64, 64), np.float32), np.ones((64, 4096), np.float32)
     >>> out = np.empty((64, 4096), np.float32)
@@ -237,26 +243,37 @@ def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> bool:
     True
     """
     dt = a.dtype
-    if dt not in _GEMM_NAMES or b.dtype != dt or out.dtype != dt or a.ndim != 2 or b.ndim != 2:
+    if dt not in _GEMM_NAMES or b.dtype != dt or out.dtype != dt:
         return False
-    m, k = a.shape
-    n = b.shape[1]
-    if b.shape[0] != k or out.shape != (m, n) or not out.flags.c_contiguous:
+    if a.ndim == 2 and b.ndim == 2:
+        nb = 1
+    elif a.ndim == 3 and b.ndim in (2, 3) and (b.ndim == 2 or b.shape[0] == a.shape[0]):
+        nb = a.shape[0]
+    else:
+        return False
+    m, k = a.shape[-2:]
+    n = b.shape[-1]
+    want = (m, n) if a.ndim == 2 else (nb, m, n)
+    if b.shape[-2] != k or out.shape != want or not out.flags.c_contiguous:
         return False
     nthreads = numba.get_num_threads()
-    if m * n * k < MIN_WORK or nthreads < 2 or not available():
+    if nb * m * n * k < MIN_WORK or nthreads < 2 or not available():
         return False
     g = _find()
-    opa = _operand(a)
+    opa = _operand(a if a.ndim == 2 else a[0])
     if opa is None:
         a = np.ascontiguousarray(a)
-        opa = _operand(a)
-    opb = _operand(b)
+        opa = _operand(a if a.ndim == 2 else a[0])
+    opb = _operand(b if b.ndim == 2 else b[0])
     if opb is None:
         b = np.ascontiguousarray(b)
-        opb = _operand(b)
+        opb = _operand(b if b.ndim == 2 else b[0])
     split_n = n >= m
-    nch = min(nthreads, n if split_n else m)
+    # many batch items: one chunk each; a few: split each one too
+    nch = min(-(-nthreads // nb), n if split_n else m)
+    abs_ = a.strides[0] if a.ndim == 3 else 0
+    bbs = b.strides[0] if b.ndim == 3 else 0
+    cbs = out.strides[0] if out.ndim == 3 else 0
     _enter(g)
     try:
         _gemm_blocks(
@@ -276,6 +293,10 @@ def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> bool:
             dt.itemsize,
             split_n,
             nch,
+            nb,
+            abs_,
+            bbs,
+            cbs,
         )
     finally:
         _leave(g)

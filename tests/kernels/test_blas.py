@@ -123,8 +123,9 @@ def test_concurrent_calls_from_two_python_threads_are_correct_and_restore_blas_t
 
 
 def test_runba_matmul_uses_it_and_leaves_no_blas_pool_spinning():
-    """A 2-D runba matmul runs here (kernels after it keep every thread); a batched one
-    still goes to np.matmul and is noted as possibly waking OpenBLAS's pool."""
+    """A 2-D runba matmul runs here (kernels after it keep every thread); one with
+    broadcast batch dims still goes to np.matmul and is noted as possibly waking OpenBLAS's
+    pool."""
     threads._pool_used_at[0] = -1e9
     x, w = runba.randn(128, 784), runba.randn(784, 512)
     y = x @ w
@@ -132,8 +133,34 @@ def test_runba_matmul_uses_it_and_leaves_no_blas_pool_spinning():
         y.numpy(), x.numpy().astype(np.float64) @ w.numpy(), rtol=1e-4, atol=1e-3
     )
     assert not threads.blas_pool_spinning()
-    xb = runba.randn(4, 128, 784)
-    (xb @ w).numpy()
+    xb, wb = runba.randn(4, 128, 784), runba.randn(1, 784, 512)
+    (xb @ wb).numpy()
     assert threads.blas_pool_spinning()
     with threads.if_blas_spinning():  # right after: the policy applies
         assert numba.get_num_threads() == threads.epilogue_num_threads()
+
+
+@pytest.mark.parametrize("nb", [1, 3, 16])
+def test_batched_gemm_with_per_item_and_shared_b(nb):
+    """(B, M, K) @ (B, K, N) with transposed items (attention's q @ k^T), and @ (K, N)
+    shared by every item; few items are split into blocks, many run one chunk each."""
+    rng = np.random.default_rng(nb)
+    q = rng.standard_normal((nb, 96, 64)).astype(np.float32)
+    k = rng.standard_normal((nb, 120, 64)).astype(np.float32)
+    w = rng.standard_normal((64, 200)).astype(np.float32)
+    for a, b in ((q, k.transpose(0, 2, 1)), (q, w), (q[:, ::2], k.transpose(0, 2, 1))):
+        out = np.full(a.shape[:1] + (a.shape[1], b.shape[-1]), np.nan, np.float32)
+        assert blas.gemm(a, b, out)
+        ref = np.matmul(a.astype(np.float64), b.astype(np.float64))
+        np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_runba_batched_matmul_matches_numpy_with_4d_and_broadcast_batches():
+    rng = np.random.default_rng(5)
+    q = rng.standard_normal((2, 4, 64, 32)).astype(np.float32)
+    k = rng.standard_normal((2, 4, 64, 32)).astype(np.float32)
+    x, y = runba.tensor(q), runba.tensor(k)
+    got = (x @ y.transpose(-1, -2)).numpy()
+    np.testing.assert_allclose(got, q @ k.swapaxes(-1, -2), rtol=1e-4, atol=1e-4)
+    got = (x @ runba.tensor(k[:1]).transpose(-1, -2)).numpy()  # broadcast batch: np.matmul
+    np.testing.assert_allclose(got, q @ k[:1].swapaxes(-1, -2), rtol=1e-4, atol=1e-4)

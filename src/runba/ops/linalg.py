@@ -51,15 +51,31 @@ def _promoted(dtypes, attrs):
     return d
 
 
+def _gemm(a, b):
+    """``a @ b`` through kernels.blas for 2-D operands and for batches whose batch dims
+    match (or a 2-D ``b``), else None."""
+    m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+    if a.ndim == 2 and b.ndim == 2:
+        out = np.empty((m, n), a.dtype)
+        return out if blas.gemm(a, b, out) else None
+    batch = a.shape[:-2]
+    if b.ndim > 2 and b.shape[:-2] != batch:
+        return None  # broadcast batch dims: np.matmul
+    out = np.empty(batch + (m, n), a.dtype)
+    a3 = a.reshape(-1, m, k)  # a view where the batch dims merge, else a copy
+    b3 = b if b.ndim == 2 else b.reshape(-1, k, n)
+    return out if blas.gemm(a3, b3, out.reshape(-1, m, n)) else None
+
+
 def _matmul_impl(a, b):
     if a.dtype != b.dtype:
         t = np.result_type(a, b)
         a, b = a.astype(t), b.astype(t)
-    if a.ndim == 2 and b.ndim == 2 and a.size * b.shape[1] >= blas.MIN_WORK:
+    if a.ndim >= 2 and b.ndim >= 2 and a.size * b.shape[-1] >= blas.MIN_WORK:
         # runba's GEMM: numpy's BLAS on blocks in numba's thread pool, so no OpenBLAS worker
         # spins afterwards and the kernels after it keep every thread (kernels/blas.py)
-        out = np.empty((a.shape[0], b.shape[1]), a.dtype)
-        if blas.gemm(a, b, out):
+        out = _gemm(a, b)
+        if out is not None:
             return out
     out = np.matmul(a, b)
     if a.size * (b.shape[-1] if b.ndim > 1 else 1) >= blas.MIN_WORK:
