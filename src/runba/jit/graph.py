@@ -21,6 +21,7 @@ fails leaves the graph pending: the next read runs it again (never a NaN placeho
 
 from __future__ import annotations
 
+import importlib
 import threading
 import weakref
 
@@ -166,7 +167,14 @@ class Graph:
             prior = self.computed.get(key)
             if prior is not None:
                 clone = self._new(
-                    _clone_op(), (prior,), {}, dtype, dtype, shape, (), (prior.ref_key,)
+                    _late("runba.ops.elementwise", "CLONE"),
+                    (prior,),
+                    {},
+                    dtype,
+                    dtype,
+                    shape,
+                    (),
+                    (prior.ref_key,),
                 )
                 same_as[clone.index] = prior  # what consumers of the clone see
                 return clone
@@ -199,7 +207,7 @@ class Graph:
             registry.lazy_graphs[0] -= 1
             if self.nodes:
                 try:
-                    _runtime().run_graph(self)
+                    _late("runba.jit.runtime", "run_graph")(self)
                 except BaseException:
                     # still pending: the next read runs it again (and raises again if the
                     # failure is not transient, a KeyboardInterrupt say) - never hands out
@@ -230,17 +238,17 @@ class Graph:
         return False
 
 
-_RUNTIME = []
+_LATE: dict = {}
 
 
-def _runtime():
-    """runba.jit.runtime (it imports this module): imported on first use, then kept, as an
-    import statement costs ~0.6 µs on every realization."""
-    if not _RUNTIME:
-        from runba.jit import runtime
-
-        _RUNTIME.append(runtime)
-    return _RUNTIME[0]
+def _late(module: str, name: str):
+    """``module.name``, imported on first use and kept: runtime imports this module, ops'
+    elementwise table is not loaded yet when it is, and an import statement costs ~0.6 µs
+    on every call (every realization, every repeated value)."""
+    mod = _LATE.get(module)
+    if mod is None:
+        mod = _LATE[module] = importlib.import_module(module)
+    return getattr(mod, name)  # looked up each time: tests may patch it
 
 
 # Every thread's pending graphs (weakly: a graph nobody can read any more needs no run).
@@ -273,17 +281,6 @@ def current_graph() -> Graph:
     with _PENDING_LOCK:
         _PENDING.add(g)
     return g
-
-
-_CLONE = []
-
-
-def _clone_op():
-    if not _CLONE:
-        from runba.ops.elementwise import CLONE  # ops/ is loaded by now; no import cycle
-
-        _CLONE.append(CLONE)
-    return _CLONE[0]
 
 
 _PLAIN = frozenset({bool, int, float, str, type(None)})
