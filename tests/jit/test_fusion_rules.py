@@ -530,3 +530,27 @@ def test_values_are_shared_only_when_inputs_are_the_same():
         np.testing.assert_array_equal(np.signbit(g), np.signbit(xn * np.float32(zero)))
     assert got[4].dtype == np.int64 and got[5].dtype == np.float32
     assert_fused_matches(fn, x, y, i, lazy=False)
+
+
+# ---------------------------------------------------------------------------- strided inputs
+def test_non_contiguous_arrays_are_indexed_as_flat_buffers_and_match_eager():
+    """A transposed, a sliced (step 2) and an expanded (stride 0) input are passed as flat
+    buffers with stride arguments (numba's own indexing of a non-contiguous array does not
+    vectorise); a negative-stride one keeps numba's indexing. All match eager, serial and
+    parallel sizes."""
+    from runba.jit import cache
+
+    for rows in (6, PARALLEL_THRESHOLD // 40 + 3):
+        base = randn(rows, 80, seed=rows).numpy()
+        t = runba.from_numpy(np.ascontiguousarray(base.T).T)  # F-order
+        s = runba.from_numpy(randn(rows, 160, seed=1).numpy()[:, ::2])
+        e = runba.from_numpy(randn(1, 80, seed=2).numpy()).expand(rows, 80)
+        f = runba.from_numpy(randn(rows, 80, seed=3).numpy()[::-1])
+
+        def fn(t, s, e, f):
+            h = (t * s + e).tanh() - f
+            return h, h.sum(-1)
+
+        assert_fused_matches(fn, t, s, e, f, rtol=1e-5, atol=1e-5)
+    srcs = [src for plan in cache.PLANS.values() for _, src, _ in plan.launchers.values()]
+    assert any("np.uintp(i" in src and "_s0" in src for src in srcs)

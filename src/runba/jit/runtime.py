@@ -312,20 +312,53 @@ def _run_permuted_group(plan, step, nodes, values, nthreads, level, b):
         bufs.append(buf)
         outs.append(_compact(_to_kernel_axes(buf, rank, perm), [full[d] for d in od]))
     layout = _layout(b, arrays, outs)
-    kernel, src, name = _launcher(plan, step, nodes, b, layout)
     sizes = [full[g[0]] if len(g) == 1 else math.prod([full[d] for d in g]) for g in layout.axes]
     args = [_merged_view(arr, ax, sizes) for arr, ax in zip(arrays, layout.arg_axes)]
     outs = [
         _in_place_view(o, [sizes[k] for k in ax] or [1]) for o, ax in zip(outs, layout.out_axes)
     ]
-    _launch(step, nodes, kernel, src, name, sizes, args, b, outs, nthreads, level)
+    spec, flat, strides = _strided(args + outs)
+    if spec is not None:
+        layout = codegen.Layout(layout.axes, layout.n_outer, layout.arg_axes, layout.out_axes, spec)
+    kernel, src, name = _launcher(plan, step, nodes, b, layout)
+    na = len(args)
+    _launch(
+        step, nodes, kernel, src, name, sizes, flat[:na], b, flat[na:], strides, nthreads, level
+    )
 
 
-def _launch(step, nodes, kernel, src, name, sizes, args, b, outs, nthreads, level):
+def _strided(views):
+    """``(spec, arrays, stride args)`` for the merged views a kernel is about to get: a view
+    that is not C-contiguous (a permuted, transposed or sliced input; a permuted group's
+    output) and has non-negative strides is passed as the flat buffer from its first element
+    to its last, with element strides (none for a unit inner stride): ``Layout.strided``.
+    ``spec`` is None when every view is C-contiguous."""
+    specs, arrays, strides = [], [], []
+    for v in views:
+        isz = v.itemsize
+        st = v.strides
+        if v.flags.c_contiguous or v.size == 0 or any([x < 0 or x % isz for x in st]):
+            specs.append(None)
+            arrays.append(v)
+            continue
+        el = [x // isz for x in st]
+        span = 1 + sum([(n - 1) * e for n, e in zip(v.shape, el)])
+        arrays.append(
+            np.lib.stride_tricks.as_strided(v, (span,), (isz,), writeable=v.flags.writeable)
+        )
+        spec = tuple([not (j == v.ndim - 1 and e == 1) for j, e in enumerate(el)])
+        specs.append(spec)
+        strides += [np.uintp(e) for e, has in zip(el, spec) if has]
+    if all(x is None for x in specs):
+        return None, list(views), []
+    return tuple(specs), arrays, strides
+
+
+def _launch(step, nodes, kernel, src, name, sizes, args, b, outs, strides, nthreads, level):
     scalars = [t(nodes[i].inputs[pos]) for i, pos, t in b.scalar_types]
     t0 = time.perf_counter()
     try:
-        kernel(*sizes, *args, *scalars, *outs, 4 * nthreads)
+        kernel(*sizes, *args, *scalars, *outs, *strides, 4 * nthreads)
     except Exception as e:  # numba typing/lowering errors never reach the user raw
         raise _kernel_error(e, step, nodes, name, src) from e
     cache.count_launch()
@@ -352,19 +385,28 @@ def _run_group(plan, step, nodes, values, nthreads, level):
             for a, off, arr in zip(b.args, b.offsets, arrays)
         ]
         layout = _layout(b, arrays)
+        launcher = None
+    sizes = [full[g[0]] if len(g) == 1 else math.prod([full[d] for d in g]) for g in layout.axes]
+    args = [_merged_view(arr, ax, sizes) for arr, ax in zip(arrays, layout.arg_axes)]
+    strides = []
+    if launcher is None:
+        spec, args, strides = _strided(args)  # outputs below are fresh, C-contiguous
+        if spec is not None:
+            spec += (None,) * len(step.outputs)
+            layout = codegen.Layout(
+                layout.axes, layout.n_outer, layout.arg_axes, layout.out_axes, spec
+            )
         launcher = _launcher(plan, step, nodes, b, layout)
         if contiguous:
             b.contiguous = (layout, launcher)
     kernel, src, name = launcher
-    sizes = [full[g[0]] if len(g) == 1 else math.prod([full[d] for d in g]) for g in layout.axes]
-    args = [_merged_view(arr, ax, sizes) for arr, ax in zip(arrays, layout.arg_axes)]
     outs = []
     for i, ax in zip(step.outputs, layout.out_axes):
         node = nodes[i]
         buf = _new_buffer(node.shape, node.dtype.np)
         values[i] = buf
         outs.append(_merged_view(buf, ax, sizes))
-    _launch(step, nodes, kernel, src, name, sizes, args, b, outs, nthreads, level)
+    _launch(step, nodes, kernel, src, name, sizes, args, b, outs, strides, nthreads, level)
 
 
 def _kernel_error(e, step, nodes, name, src):
