@@ -10,6 +10,7 @@ after the first call compiled or loaded the kernels):
 * a 20-op elementwise chain on 1M float32: fused vs runba eager;
 * seed CNN inference, batch 100 (examples/mnist_cnn.py Net): fused vs torch eager;
 * Linear 784->512 + bias + ReLU, batch 128: fused vs torch eager;
+* BatchNorm2d with batch statistics + ReLU, 64x32x28x28 (no target): fused vs eager, torch;
 * cold compile and warm-disk start of the seed-CNN forward, each in a fresh process.
 
 Variants are timed in alternating blocks of calls (``benchtime.py``).
@@ -212,6 +213,40 @@ def case_linear(repeats, torch):
     return "Linear 784->512 + bias + ReLU, batch 128", r, ratios
 
 
+def case_batch_norm(repeats, torch):
+    """BatchNorm statistics are an interior reduction ((0, 2, 3) of NCHW): one permuted row
+    kernel computes mean, variance, the normalisation and the ReLU."""
+    rng = np.random.default_rng(3)
+    xn = rng.standard_normal((64, 32, 28, 28), dtype=np.float32)
+    x, w, b = runba.from_numpy(xn), runba.ones(32), runba.zeros(32)
+
+    def bn(x):
+        return F.relu(F.batch_norm(x, None, None, w, b, training=True))
+
+    fused = runba.fuse(bn)
+
+    def run(f):
+        with runba.no_grad():
+            return f(x).numpy()
+
+    fns = {"runba eager": lambda: run(bn), "runba fused": lambda: run(fused)}
+    ratios = {}
+    if torch is not None:
+        px, pw, pb = torch.from_numpy(xn), torch.ones(32), torch.zeros(32)
+        tbn = torch.nn.functional.batch_norm
+
+        def trun():
+            with torch.no_grad():
+                return torch.relu(tbn(px, None, None, pw, pb, training=True))
+
+        fns["torch eager"] = trun
+    r = time_round_robin(fns, repeats)
+    if torch is not None:
+        ratios["fused / torch"] = r["runba fused"] / r["torch eager"]
+    ratios["eager / fused"] = r["runba eager"] / r["runba fused"]
+    return "BatchNorm2d (batch stats) + ReLU 64x32x28x28 f32, no target", r, ratios
+
+
 _START = r"""
 import sys, time
 t0 = time.perf_counter()
@@ -256,7 +291,8 @@ def main(argv=None):
     torch = _torch(args.threads)
     results = {}
     print(f"# runba.fuse benchmarks, {args.threads} threads, median of {args.repeats} (ms)")
-    for case in (case_bias_gelu, case_softmax, case_chain, case_cnn, case_linear):
+    cases = (case_bias_gelu, case_softmax, case_chain, case_cnn, case_linear, case_batch_norm)
+    for case in cases:
         title, r, ratios = case(args.repeats, torch)
         print(f"\n{title}")
         for name, t in r.items():
