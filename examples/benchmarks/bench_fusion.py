@@ -48,6 +48,20 @@ def time_round_robin(fns: dict, repeats: int) -> dict:
     return {name: med for name, (med, _) in median_min(times).items()}
 
 
+def _inference(x, eager, fused, torch_fn=None) -> dict:
+    """The variants of an inference case: runba ``eager`` and ``fused`` on ``x`` without
+    grad (result read back), and ``torch_fn`` (the same work in torch) when given."""
+
+    def run(f):
+        with runba.no_grad():
+            return f(x).numpy()
+
+    fns = {"runba eager": lambda: run(eager), "runba fused": lambda: run(fused)}
+    if torch_fn is not None:
+        fns["torch eager"] = torch_fn
+    return fns
+
+
 def _torch(threads):
     try:
         import torch
@@ -159,15 +173,7 @@ def case_cnn(repeats, torch):
     fused_model = runba.fuse(Net()).eval()
     fused_model.load_state_dict(model.state_dict())
     x = runba.randn(100, 1, 28, 28)
-    fns = {}
-
-    def run(m):
-        with runba.no_grad():
-            return m(x).numpy()
-
-    fns["runba eager"] = lambda: run(model)
-    fns["runba fused"] = lambda: run(fused_model)
-    ratios = {}
+    trun = None
     if torch is not None:
         tmodel = torch_net().eval()
         px = torch.from_numpy(x.numpy())
@@ -176,8 +182,8 @@ def case_cnn(repeats, torch):
             with torch.no_grad():
                 return tmodel(px)
 
-        fns["torch eager"] = trun
-    r = time_round_robin(fns, repeats)
+    ratios = {}
+    r = time_round_robin(_inference(x, model, fused_model, trun), repeats)
     if torch is not None:
         ratios["fused / torch (target <= 1.0x)"] = r["runba fused"] / r["torch eager"]
     ratios["eager / fused"] = r["runba eager"] / r["runba fused"]
@@ -188,16 +194,7 @@ def case_linear(repeats, torch):
     lin = nn.Linear(784, 512)
     x = runba.randn(128, 784)
     fused = runba.fuse(lambda x: F.relu(lin(x)))
-
-    def run(f):
-        with runba.no_grad():
-            return f(x).numpy()
-
-    fns = {
-        "runba eager": lambda: run(lambda x: F.relu(lin(x))),
-        "runba fused": lambda: run(fused),
-    }
-    ratios = {}
+    trun = None
     if torch is not None:
         tl = torch.nn.Linear(784, 512)
         px = torch.from_numpy(x.numpy())
@@ -206,8 +203,8 @@ def case_linear(repeats, torch):
             with torch.no_grad():
                 return torch.relu(tl(px))
 
-        fns["torch eager"] = trun
-    r = time_round_robin(fns, repeats)
+    ratios = {}
+    r = time_round_robin(_inference(x, lambda x: F.relu(lin(x)), fused, trun), repeats)
     if torch is not None:
         ratios["fused / torch (target <= 1.0x)"] = r["runba fused"] / r["torch eager"]
     return "Linear 784->512 + bias + ReLU, batch 128", r, ratios
@@ -223,14 +220,7 @@ def case_batch_norm(repeats, torch):
     def bn(x):
         return F.relu(F.batch_norm(x, None, None, w, b, training=True))
 
-    fused = runba.fuse(bn)
-
-    def run(f):
-        with runba.no_grad():
-            return f(x).numpy()
-
-    fns = {"runba eager": lambda: run(bn), "runba fused": lambda: run(fused)}
-    ratios = {}
+    trun = None
     if torch is not None:
         px, pw, pb = torch.from_numpy(xn), torch.ones(32), torch.zeros(32)
         tbn = torch.nn.functional.batch_norm
@@ -239,8 +229,8 @@ def case_batch_norm(repeats, torch):
             with torch.no_grad():
                 return torch.relu(tbn(px, None, None, pw, pb, training=True))
 
-        fns["torch eager"] = trun
-    r = time_round_robin(fns, repeats)
+    ratios = {}
+    r = time_round_robin(_inference(x, bn, runba.fuse(bn), trun), repeats)
     if torch is not None:
         ratios["fused / torch"] = r["runba fused"] / r["torch eager"]
     ratios["eager / fused"] = r["runba eager"] / r["runba fused"]

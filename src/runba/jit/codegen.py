@@ -251,6 +251,10 @@ class Layout:
     def key(self):
         return (self.axes, self.n_outer, self.arg_axes, self.out_axes, self.strided)
 
+    def with_strided(self, strided):
+        """This layout with ``strided`` set (the runtime decides it from the arrays)."""
+        return Layout(self.axes, self.n_outer, self.arg_axes, self.out_axes, strided)
+
 
 def kernel_name(group, nodes) -> str:
     """``E_add_tanh_mul_f32`` (pointwise) or ``R_amax_sub_exp_sum_f32`` (with reductions)."""

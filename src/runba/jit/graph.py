@@ -136,8 +136,8 @@ class Graph:
         kind = op.kind
         # Movement ops run as numpy views at run time: their attrs (sizes) stay out of keys
         attrs_key = () if kind == registry.MOVEMENT or not attrs else _freeze(attrs)
-        # one pass: each input's structural key (input_key, inlined: this runs for every
-        # recorded op) and its part of the value key. Value keys: arrays by identity (the
+        # one pass: each input's structural key (input_key's cases, in line: this runs for
+        # every recorded op) and its part of the value key. Value keys: arrays by identity (the
         # graph keeps them alive, and a write to one realizes the graph first), scalars by
         # type and repr (-0.0 is not 0.0); a clone made for a repeat stands for the node it
         # repeats (same_as), so (x * 2).tanh() twice is one tanh.
@@ -150,11 +150,7 @@ class Graph:
                 ins.append(k)
                 vals.append(same_as[x.index].ref_key if same_as and x.index in same_as else k)
             elif isinstance(x, np.ndarray):
-                dt = x.dtype
-                code = _DTYPE_STR.get(dt)
-                if code is None:
-                    code = _DTYPE_STR[dt] = dt.str
-                ins.append(("a", code, ones_mask(x.shape)))
+                ins.append(_array_key(x))
                 vals.append(("a", id(x)))
                 self.arrays[id(x)] = x  # concrete storage: realize_readers checks it
             else:
@@ -324,15 +320,20 @@ def ones_mask(shape) -> tuple:
 _DTYPE_STR: dict = {}
 
 
+def _array_key(x: np.ndarray) -> tuple:
+    """A concrete array's structural key: dtype code and broadcast pattern, never sizes."""
+    dt = x.dtype
+    code = _DTYPE_STR.get(dt)
+    if code is None:
+        code = _DTYPE_STR[dt] = dt.str
+    return ("a", code, ones_mask(x.shape))
+
+
 def input_key(x) -> tuple:
     if isinstance(x, LazyNode):
         return x.ref_key
     if isinstance(x, np.ndarray):
-        dt = x.dtype
-        code = _DTYPE_STR.get(dt)
-        if code is None:
-            code = _DTYPE_STR[dt] = dt.str
-        return ("a", code, ones_mask(x.shape))
+        return _array_key(x)
     if x is None:
         return ("none",)
     return ("s", type(x).__name__)

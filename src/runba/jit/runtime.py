@@ -287,6 +287,16 @@ def _launcher(plan, step, nodes, b, layout):
     return launcher
 
 
+def _bound_arrays(b, nodes, values):
+    """The arrays a group reads, in argument order: earlier steps' values and inputs."""
+    return [values[r[1]] if r[0] == "node" else nodes[r[1]].inputs[r[2]] for r in b.refs]
+
+
+def _loop_sizes(layout, full):
+    """The size of each merged loop of ``layout`` over the full shape ``full``."""
+    return [full[g[0]] if len(g) == 1 else math.prod([full[d] for d in g]) for g in layout.axes]
+
+
 def _in_place_view(arr, shape):
     """``arr.reshape(shape)`` that raises instead of copying: a kernel writes through it."""
     v = arr.view()
@@ -299,27 +309,25 @@ def _run_permuted_group(plan, step, nodes, values, nthreads, level, b):
     transposed views, and the layout also checks the outputs' strides."""
     perm = step.perm
     full = _kernel_shape(step, nodes)
-    arrays = [values[r[1]] if r[0] == "node" else nodes[r[1]].inputs[r[2]] for r in b.refs]
     arrays = [
         _compact(_to_kernel_axes(arr, rank, perm), [full[d] for d in a.dims])
-        for a, rank, arr in zip(b.args, b.arg_perm, arrays)
+        for a, rank, arr in zip(b.args, b.arg_perm, _bound_arrays(b, nodes, values))
     ]
-    bufs, outs = [], []
+    outs = []
     for i, od, rank in zip(step.outputs, b.out_dims, b.out_perm):
         node = nodes[i]
         buf = _new_buffer(node.shape, node.dtype.np)
         values[i] = buf
-        bufs.append(buf)
         outs.append(_compact(_to_kernel_axes(buf, rank, perm), [full[d] for d in od]))
     layout = _layout(b, arrays, outs)
-    sizes = [full[g[0]] if len(g) == 1 else math.prod([full[d] for d in g]) for g in layout.axes]
+    sizes = _loop_sizes(layout, full)
     args = [_merged_view(arr, ax, sizes) for arr, ax in zip(arrays, layout.arg_axes)]
     outs = [
         _in_place_view(o, [sizes[k] for k in ax] or [1]) for o, ax in zip(outs, layout.out_axes)
     ]
     spec, flat, strides = _strided(args + outs)
     if spec is not None:
-        layout = codegen.Layout(layout.axes, layout.n_outer, layout.arg_axes, layout.out_axes, spec)
+        layout = layout.with_strided(spec)
     kernel, src, name = _launcher(plan, step, nodes, b, layout)
     na = len(args)
     _launch(
@@ -373,7 +381,7 @@ def _run_group(plan, step, nodes, values, nthreads, level):
         _run_permuted_group(plan, step, nodes, values, nthreads, level, b)
         return
     full = _full_shape(step, nodes)
-    arrays = [values[r[1]] if r[0] == "node" else nodes[r[1]].inputs[r[2]] for r in b.refs]
+    arrays = _bound_arrays(b, nodes, values)
     # When every array is C-contiguous each merge _layout checks holds whatever the sizes,
     # so the layout (and its kernel) found the first time serves every later such call.
     contiguous = all([a.flags.c_contiguous for a in arrays])
@@ -386,16 +394,13 @@ def _run_group(plan, step, nodes, values, nthreads, level):
         ]
         layout = _layout(b, arrays)
         launcher = None
-    sizes = [full[g[0]] if len(g) == 1 else math.prod([full[d] for d in g]) for g in layout.axes]
+    sizes = _loop_sizes(layout, full)
     args = [_merged_view(arr, ax, sizes) for arr, ax in zip(arrays, layout.arg_axes)]
     strides = []
     if launcher is None:
         spec, args, strides = _strided(args)  # outputs below are fresh, C-contiguous
         if spec is not None:
-            spec += (None,) * len(step.outputs)
-            layout = codegen.Layout(
-                layout.axes, layout.n_outer, layout.arg_axes, layout.out_axes, spec
-            )
+            layout = layout.with_strided(spec + (None,) * len(step.outputs))
         launcher = _launcher(plan, step, nodes, b, layout)
         if contiguous:
             b.contiguous = (layout, launcher)
@@ -467,8 +472,8 @@ def run_graph(graph) -> None:
         for fn in listeners:
             fn("plan", graph, plan, kept)
     values: list = [None] * len(nodes)
-    # Right after numpy's multi-threaded BLAS ran (a batched matmul, or no BLAS runba can
-    # call itself: kernels/blas.py), OpenBLAS's workers still spin and would fight a
+    # Right after numpy's multi-threaded BLAS ran (broadcast batch dims, or no BLAS runba
+    # can call itself: kernels/blas.py), OpenBLAS's workers still spin and would fight a
     # full-width parallel kernel: run on the cores they leave (threads.after_blas).
     # runba's own GEMM runs in numba's pool, so its epilogue keeps every thread.
     if threads.blas_pool_spinning():

@@ -71,14 +71,15 @@ def _matmul_impl(a, b):
     if a.dtype != b.dtype:
         t = np.result_type(a, b)
         a, b = a.astype(t), b.astype(t)
-    if a.ndim >= 2 and b.ndim >= 2 and a.size * b.shape[-1] >= blas.MIN_WORK:
+    big = a.size * (b.shape[-1] if b.ndim > 1 else 1) >= blas.MIN_WORK  # multiply-adds
+    if big and a.ndim >= 2 and b.ndim >= 2:
         # runba's GEMM: numpy's BLAS on blocks in numba's thread pool, so no OpenBLAS worker
         # spins afterwards and the kernels after it keep every thread (kernels/blas.py)
         out = _gemm(a, b)
         if out is not None:
             return out
     out = np.matmul(a, b)
-    if a.size * (b.shape[-1] if b.ndim > 1 else 1) >= blas.MIN_WORK:
+    if big:
         threads.note_blas_pool_use()  # OpenBLAS may have woken its pool
     return out
 
