@@ -10,16 +10,26 @@ block with BLAS set to one thread, so no BLAS worker ever wakes. Measured on the
 40x500 @ 500x6400 1.43-1.52 (1.48-1.60), 128x784 @ 784x512 0.46 (0.45-0.48),
 100x2560 @ 2560x100 0.31 (0.35-0.43).
 
+Two BLAS libraries can serve the blocks. Intel MKL, where the ``mkl`` wheel is installed
+(``pip install runba[mkl]``): its runtime is loaded from the environment's ``lib`` folder and
+switched to its sequential layer, so it has no thread pool at all; it is 1.4x faster than
+OpenBLAS at ``128x784 @ 784x512`` on the Xeon, and it is what PyTorch's CPU build uses.
+Otherwise numpy's own OpenBLAS, set to one thread while a GEMM runs. ``RUNBA_GEMM`` picks
+one (``mkl``, ``openblas``) or turns both off (``numpy``).
+
 The ``cblas_?gemm`` address is a run-time argument called through :func:`_call_gemm`, not a
-constant baked into the machine code, so the kernel is disk-cached like any other. Where no
-such BLAS is found (numpy built against Accelerate, say), or ``RUNBA_GEMM=numpy``,
-:func:`gemm` returns False and callers use ``np.matmul``.
+constant baked into the machine code, so the kernel is disk-cached like any other; the BLAS
+integer width (MKL's LP64 interface takes int32, scipy-openblas64 int64) is the type of an
+argument, so each width is its own specialisation. Where no BLAS is found (numpy built
+against Accelerate, say), :func:`gemm` returns False and callers use ``np.matmul``.
 """
 
 from __future__ import annotations
 
 import ctypes
+import glob
 import os
+import sys
 import threading
 
 import numba
@@ -59,23 +69,24 @@ _GEMM_NAMES = {
 
 
 class _Gemm:
-    """The BLAS found: ``addr[dtype]`` of cblas_?gemm, its integer width, its thread control."""
+    """A BLAS found: its name, ``addr[dtype]`` of cblas_?gemm, a zero of its integer type
+    (passed to the kernel, which types the call by it) and its thread control, if any."""
 
-    def __init__(self, lib, addr, int_bits):
-        self.lib = lib  # threads._BlasLib: get()/set() of its thread count
+    def __init__(self, name, lib, addr, int_bits):
+        self.name = name  # "mkl" or "openblas"
+        self.lib = lib  # threads._BlasLib (get()/set() of its pool size), or None: no pool
         self.addr = addr
-        self.int_bits = int_bits
+        self.int_zero = np.int64(0) if int_bits == 64 else np.int32(0)
 
 
-_found: list = []
+_found: dict = {}
 _lock = threading.Lock()
 _active = [0, None]  # calls in progress, BLAS thread count to restore when the last ends
 
+_MKL_SEQUENTIAL = 1  # MKL_THREADING_SEQUENTIAL
 
-def _find():
-    if _found:
-        return _found[0]
-    gemm = None
+
+def _find_openblas():
     for lib in threads._find_blas():
         if lib.api != "openblas":
             continue
@@ -91,35 +102,80 @@ def _find():
                     bits.add(64 if name.endswith("64_") else 32)
                     break
         if len(addr) == len(_GEMM_NAMES) and len(bits) == 1:
-            gemm = _Gemm(lib, addr, bits.pop())
-            break
-    _found.append(gemm)
-    return gemm
+            return _Gemm("openblas", lib, addr, bits.pop())
+    return None
+
+
+def _find_mkl():
+    """MKL's runtime from the ``mkl`` wheel, on its sequential layer (LP64: int32), or None.
+
+    Only a library that is still free to choose its layer is used: one some other package
+    already started with threads would bring its own pool back.
+    """
+    for path in sorted(glob.glob(os.path.join(sys.prefix, "lib", "libmkl_rt.so*"))):
+        try:
+            lib = ctypes.CDLL(path)
+            set_layer = lib.MKL_Set_Threading_Layer
+            addr = {
+                np.dtype(np.float32): ctypes.cast(lib.cblas_sgemm, ctypes.c_void_p).value,
+                np.dtype(np.float64): ctypes.cast(lib.cblas_dgemm, ctypes.c_void_p).value,
+            }
+        except (OSError, AttributeError):
+            continue
+        set_layer.argtypes, set_layer.restype = [ctypes.c_int], ctypes.c_int
+        if set_layer(_MKL_SEQUENTIAL) == _MKL_SEQUENTIAL:
+            return _Gemm("mkl", None, addr, 32)
+    return None
+
+
+def _choice() -> str:
+    return os.environ.get("RUNBA_GEMM", "").strip().lower()
+
+
+def _find():
+    """The BLAS :func:`gemm` uses now (``RUNBA_GEMM``: MKL first, then OpenBLAS), or None."""
+    choice = _choice()
+    if choice == "numpy":
+        return None
+    if choice not in _found:
+        if choice == "mkl":
+            _found[choice] = _find_mkl()
+        elif choice == "openblas":
+            _found[choice] = _find_openblas()
+        else:
+            _found[choice] = _find_mkl() or _find_openblas()
+    return _found[choice]
 
 
 def available() -> bool:
     """Whether :func:`gemm` can run (a cblas GEMM was found and ``RUNBA_GEMM`` allows it)."""
-    if os.environ.get("RUNBA_GEMM", "").strip().lower() == "numpy":
-        return False
     return _find() is not None
 
 
-def _int_bits() -> int:
+def backend() -> str | None:
+    """Name of the BLAS :func:`gemm` calls (``"mkl"``, ``"openblas"``), or None.
+
+    >>> backend() in ("mkl", "openblas", None)
+    True
+    """
     g = _find()
-    return g.int_bits if g is not None else 64
+    return g.name if g is not None else None
 
 
 @intrinsic
-def _call_gemm(typingctx, fn, ta, tb, m, n, k, alpha, a, lda, b, ldb, c, ldc):
+def _call_gemm(typingctx, fn, iw, ta, tb, m, n, k, alpha, a, lda, b, ldb, c, ldc):
     """``cblas_?gemm(RowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, 0, c, ldc)`` through
-    the function address ``fn``; addresses and sizes are int64, alpha float32/float64."""
+    the function address ``fn``; addresses and sizes are int64 (truncated to the BLAS integer
+    when ``iw``, a zero of that type, is int32), alpha float32/float64."""
     ints = (fn, ta, tb, m, n, k, a, lda, b, ldb, c, ldc)
     if any(t != types.int64 for t in ints) or alpha not in (types.float32, types.float64):
         return None
-    width = _int_bits()
+    if iw not in (types.int32, types.int64):
+        return None
+    width = iw.bitwidth
 
     def codegen(context, builder, sig, args):
-        fn, ta, tb, m, n, k, alpha, a, lda, b, ldb, c, ldc = args
+        fn, _, ta, tb, m, n, k, alpha, a, lda, b, ldb, c, ldc = args
         i32, blasint, ptr = ir.IntType(32), ir.IntType(width), ir.IntType(8).as_pointer()
         ft = alpha.type
         fnty = ir.FunctionType(
@@ -169,12 +225,32 @@ def _call_gemm(typingctx, fn, ta, tb, m, n, k, alpha, a, lda, b, ldb, c, ldc):
         )
         return context.get_dummy_value()
 
-    return types.void(*ints[:6], alpha, *ints[6:]), codegen
+    return types.void(fn, iw, *ints[1:6], alpha, *ints[6:]), codegen
 
 
 @njit_cached(parallel=True)
 def _gemm_blocks(
-    fn, m, n, k, alpha, a, lda, ta, b, ldb, tb, c, ldc, itemsize, split_n, nch, nb, abs_, bbs, cbs
+    fn,
+    iw,
+    m,
+    n,
+    k,
+    alpha,
+    a,
+    lda,
+    ta,
+    b,
+    ldb,
+    tb,
+    c,
+    ldc,
+    itemsize,
+    split_n,
+    nch,
+    nb,
+    abs_,
+    bbs,
+    cbs,
 ):
     """For each of ``nb`` batch items (byte strides abs_, bbs, cbs; bbs = 0: one B for all),
     C (m x n, row-major, leading dim ldc) = A @ B in ``nch`` blocks of C's columns
@@ -187,14 +263,29 @@ def _gemm_blocks(
             if hi > lo:
                 bo = lo * (ldb if tb == _TRANS else 1) * itemsize
                 _call_gemm(
-                    fn, ta, tb, m, hi - lo, k, alpha, a0, lda, b0 + bo, ldb, c0 + lo * itemsize, ldc
+                    fn,
+                    iw,
+                    ta,
+                    tb,
+                    m,
+                    hi - lo,
+                    k,
+                    alpha,
+                    a0,
+                    lda,
+                    b0 + bo,
+                    ldb,
+                    c0 + lo * itemsize,
+                    ldc,
                 )
         else:
             lo, hi = ch * m // nch, (ch + 1) * m // nch
             if hi > lo:
                 ao = lo * (1 if ta == _TRANS else lda) * itemsize
                 co = lo * ldc * itemsize
-                _call_gemm(fn, ta, tb, hi - lo, n, k, alpha, a0 + ao, lda, b0, ldb, c0 + co, ldc)
+                _call_gemm(
+                    fn, iw, ta, tb, hi - lo, n, k, alpha, a0 + ao, lda, b0, ldb, c0 + co, ldc
+                )
 
 
 def _operand(x: np.ndarray):
@@ -216,6 +307,8 @@ def _operand(x: np.ndarray):
 
 def _enter(g: _Gemm) -> None:
     # BLAS at one thread for as long as any gemm() runs (two Python threads may overlap)
+    if g.lib is None:
+        return
     with _lock:
         if _active[0] == 0:
             _active[1] = g.lib.get()
@@ -225,6 +318,8 @@ def _enter(g: _Gemm) -> None:
 
 
 def _leave(g: _Gemm) -> None:
+    if g.lib is None:
+        return
     with _lock:
         _active[0] -= 1
         if _active[0] == 0 and _active[1] not in (None, 1):
@@ -257,9 +352,11 @@ def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> bool:
     if b.shape[-2] != k or out.shape != want or not out.flags.c_contiguous:
         return False
     nthreads = numba.get_num_threads()
-    if nb * m * n * k < MIN_WORK or nthreads < 2 or not available():
+    if nb * m * n * k < MIN_WORK or nthreads < 2:
         return False
     g = _find()
+    if g is None:
+        return False
     opa = _operand(a if a.ndim == 2 else a[0])
     if opa is None:
         a = np.ascontiguousarray(a)
@@ -278,6 +375,7 @@ def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> bool:
     try:
         _gemm_blocks(
             g.addr[dt],
+            g.int_zero,
             m,
             n,
             k,

@@ -271,18 +271,41 @@ def case_start(threads):
     return rows
 
 
+_CASES = {
+    "bias_gelu": case_bias_gelu,
+    "softmax": case_softmax,
+    "chain": case_chain,
+    "cnn": case_cnn,
+    "linear": case_linear,
+    "batch_norm": case_batch_norm,
+}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--json", default=None)
+    ap.add_argument(
+        "--only", default="", help="comma-separated case names to run (" + ", ".join(_CASES) + ")"
+    )
     args = ap.parse_args(argv)
     runba.set_num_threads(args.threads)
     torch = _torch(args.threads)
     results = {}
-    print(f"# runba.fuse benchmarks, {args.threads} threads, median of {args.repeats} (ms)")
-    cases = (case_bias_gelu, case_softmax, case_chain, case_cnn, case_linear, case_batch_norm)
-    for case in cases:
+    from runba.kernels import blas
+
+    print(
+        f"# runba.fuse benchmarks, {args.threads} threads, median of {args.repeats} (ms); "
+        f"runba GEMM: {blas.backend() or 'np.matmul'}"
+    )
+    only = [c for c in args.only.split(",") if c]
+    unknown = set(only) - set(_CASES) - {"start"}
+    if unknown:
+        ap.error(f"unknown case(s) {sorted(unknown)}; choose from {list(_CASES)} or start")
+    for name, case in _CASES.items():
+        if only and name not in only:
+            continue
         title, r, ratios = case(args.repeats, torch)
         print(f"\n{title}")
         for name, t in r.items():
@@ -290,13 +313,19 @@ def main(argv=None):
         for name, v in ratios.items():
             print(f"  -> {name}: {v:.2f}")
         results[title] = {"ms": {k: v * 1e3 for k, v in r.items()}, "ratios": ratios}
+    if only and "start" not in only:
+        return _dump(results, args.json)
     start = case_start(args.threads)
     print("\nseed-CNN forward start, fresh process (s after import / compiles / disk hits)")
     for label, (ti, tf, c, d) in start.items():
         print(f"  {label:<10} import {ti:.2f} s, first forward {tf:.2f} s, {c} compiles, {d} disk")
     results["start"] = start
-    if args.json:
-        with open(args.json, "w") as fh:
+    _dump(results, args.json)
+
+
+def _dump(results, path):
+    if path:
+        with open(path, "w") as fh:
             json.dump(results, fh, indent=2)
 
 

@@ -17,6 +17,23 @@ pytestmark = [
 ]
 
 
+def _backends():
+    """Every BLAS gemm() can use here; each test runs once per backend (RUNBA_GEMM)."""
+    found = []
+    if blas._find_mkl() is not None:  # the mkl wheel (pip install runba[mkl])
+        found.append("mkl")
+    if blas._find_openblas() is not None:
+        found.append("openblas")
+    return found or [""]
+
+
+@pytest.fixture(autouse=True, params=_backends())
+def backend(request, monkeypatch):
+    monkeypatch.setenv("RUNBA_GEMM", request.param)
+    assert blas.backend() == (request.param or None)
+    return request.param
+
+
 @pytest.fixture(autouse=True)
 def two_threads():
     nb, nblas = numba.get_num_threads(), threads.get_blas_num_threads()
@@ -87,6 +104,7 @@ def test_gemm_declines_and_writes_nothing(case, monkeypatch):
         numba.set_num_threads(1)
     else:
         monkeypatch.setenv("RUNBA_GEMM", "numpy")
+        assert blas.backend() is None
     before = out.copy()
     assert not blas.gemm(a, b, out)
     np.testing.assert_array_equal(out, before)
@@ -164,3 +182,13 @@ def test_runba_batched_matmul_matches_numpy_with_4d_and_broadcast_batches():
     np.testing.assert_allclose(got, q @ k.swapaxes(-1, -2), rtol=1e-4, atol=1e-4)
     got = (x @ runba.tensor(k[:1]).transpose(-1, -2)).numpy()  # broadcast batch: np.matmul
     np.testing.assert_allclose(got, q @ k[:1].swapaxes(-1, -2), rtol=1e-4, atol=1e-4)
+
+
+def test_runba_gemm_selects_the_backend_and_declines_an_absent_one(monkeypatch):
+    monkeypatch.setenv("RUNBA_GEMM", "mkl")
+    has_mkl = blas._find_mkl() is not None
+    assert blas.available() == has_mkl
+    a, b = np.ones((128, 256), np.float32), np.ones((256, 512), np.float32)
+    out = np.zeros((128, 512), np.float32)
+    assert blas.gemm(a, b, out) == has_mkl
+    assert float(out[5, 7]) == (256.0 if has_mkl else 0.0)
