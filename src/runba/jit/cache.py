@@ -24,6 +24,7 @@ import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from runba.jit.graph import describe_key
 from runba.kernels import loader
 
 __all__ = ["JitCacheInfo", "cache_info", "clear_cache", "debug", "debug_level"]
@@ -78,11 +79,15 @@ def miss_reason(key) -> str:
     prev, _last_key[0] = _last_key[0], key
     if prev is None:
         return "first graph in this process"
-    return key_diff(prev, key)
+    old, new = describe_key(prev), describe_key(key)
+    if old is None or new is None:
+        return "a structure not seen recently"
+    return key_diff(old, new)
 
 
 def key_diff(old, new) -> str:
-    """A human-readable first difference between two structural keys."""
+    """A human-readable first difference between two structural keys (spelled out by
+    ``graph.describe_key``)."""
     if len(old) != len(new):
         return f"graph size changed ({len(old)} -> {len(new)} nodes)"
     fields = ("op", "attrs", "dtype", "compute dtype", "rank/broadcast pattern", "kept", "inputs")

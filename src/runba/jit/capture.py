@@ -33,14 +33,16 @@ from __future__ import annotations
 
 import functools
 import os
+import weakref
 
 import numpy as np
 
 from runba._state import STATE
-from runba.dtypes import FLOATING, INTEGER
+from runba.dtypes import FLOATING, INTEGER, bool_
 from runba.jit import graph as _graph
 from runba.jit import runtime
 from runba.jit.fold import fold_view
+from runba.jit.graph import _PLACEHOLDERS, SCALAR_KEYS, scalar_value
 from runba.ops import registry
 
 __all__ = ["RECORDER", "fuse", "is_enabled", "realize"]
@@ -92,8 +94,21 @@ class Recorder:
     is_jit = True  # backward() pauses it (backward runs eagerly for now)
 
     def record(self, op, inputs, attrs):
+        if not attrs:
+            fast = _FAST.get(op)
+            if fast is None:
+                fast = _FAST[op] = _fast_op(op, len(inputs))
+            if fast:
+                out = _record_fast(op, inputs, attrs)
+                if out is not None:
+                    return out
         Tensor = registry.Tensor
         graph = STATE.graph
+        if graph is not None and len(graph.nodes) >= _graph.MAX_PENDING_NODES:
+            # full: run it now, so the operands below are concrete, not nodes of a graph
+            # that current_graph() would realize after they were taken
+            graph.realize()
+            graph = None
         lazy_in = False
         operand = None  # why the first unfit operand cannot reach a kernel (one pass)
         for a in inputs:
@@ -220,6 +235,104 @@ class Recorder:
         if rg and op.differentiable and out_dtype.category == FLOATING and STATE.grad_enabled:
             registry.record_node(op, inputs, attrs, out)
         return out
+
+
+# op -> may it take _record_fast (an elementwise op with a fused lowering, no attrs, all
+# operands promoted, out_dtype "same", "float" or "bool")
+_FAST: dict = {}
+
+
+def _fast_op(op, nargs: int) -> bool:
+    return (
+        op.kind == registry.ELEMENTWISE
+        and not op.inplace
+        and not op.promote_from
+        and op.out_dtype in ("same", "float", "bool")
+        and _expr_lowerable(op, nargs, {})
+    )
+
+
+_ref = weakref.ref
+
+
+def _record_fast(op, inputs, attrs):
+    """``Recorder.record`` for the common elementwise call, or None to take the general
+    path: a pending graph of this thread with room; every tensor operand of one
+    float32/float64 dtype, non-empty, concrete or lazy in that graph; the other operands
+    Python scalars (a scalar never promotes a float tensor). The checks and results are the
+    general path's for exactly these operands, and one pass builds the node's keys
+    (``Graph.add``'s loop)."""
+    graph = STATE.graph
+    if graph is None or graph.realized or len(graph.nodes) >= _graph.MAX_PENDING_NODES:
+        return None
+    Tensor = registry.Tensor
+    same_as = graph.same_as
+    dt = None
+    shape = None
+    broadcast = False
+    rg = False
+    node_inputs = []
+    ins = []
+    vals = []
+    arrays = []
+    for a in inputs:
+        if isinstance(a, Tensor):
+            d = a._data
+            if a.dtype is not dt:
+                if dt is not None:
+                    return None
+                dt = a.dtype
+            if not d.size:
+                return None
+            node = a._lazy
+            if node is None:
+                node_inputs.append(d)
+                ins.append(_graph.array_key(d))
+                vals.append(id(d))
+                arrays.append(d)
+            elif node.graph is graph:
+                node_inputs.append(node)
+                i = node.index
+                ins.append(i)
+                vals.append(same_as.get(i, node) if same_as else node)
+            else:
+                return None  # another thread's graph: the general path realizes it
+            s = d.shape
+            if shape is None:
+                shape = s
+            elif s != shape:
+                broadcast = True
+            if a._rg:
+                rg = True
+        else:
+            t = type(a)
+            key = SCALAR_KEYS.get(t)
+            if key is None:
+                return None
+            node_inputs.append(a)
+            ins.append(key)
+            vals.append((t, a) if a or t is not float else scalar_value(a))  # scalar_value
+    if dt is None or dt.category != FLOATING or dt.compute is not dt:
+        return None
+    if broadcast:
+        shape = _broadcast_shapes(
+            op, inputs, [a._data.shape for a in inputs if isinstance(a, Tensor)]
+        )
+    out_dtype = bool_ if op.out_dtype == "bool" else dt
+    for d in arrays:
+        graph.arrays[id(d)] = d
+    node = graph.add_keyed(
+        op, tuple(node_inputs), attrs, out_dtype, dt, shape, (), tuple(ins), vals
+    )
+    data = _PLACEHOLDERS.get((shape, out_dtype.np))
+    if data is None:
+        data = _graph.placeholder(shape, out_dtype)
+    out = registry._make(data, out_dtype)
+    out._lazy = node  # graph.attach, in line
+    node.refs.append(_ref(out))
+    if rg and op.differentiable and out_dtype is dt and STATE.grad_enabled:
+        registry.record_node(op, inputs, attrs, out)
+    return out
 
 
 # View ops whose output shape follows from the input shape and attrs (the movement

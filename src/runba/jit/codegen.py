@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+
 from runba.jit.graph import LazyNode
 from runba.jit.schedule import FULL, ROW
 from runba.kernels.loader import PARALLEL_THRESHOLD
@@ -344,7 +346,7 @@ class _Emitter:
         x = self.nodes[node_i].inputs[pos]
         if isinstance(x, LazyNode) and self.group.roles.get(x.index) is not None:
             return self.emit(x.index, memo, lines, indent)
-        if isinstance(x, LazyNode) or hasattr(x, "shape"):
+        if isinstance(x, LazyNode) or isinstance(x, np.ndarray):  # numpy scalars: scalars
             ref = ("node", x.index) if isinstance(x, LazyNode) else ("in", node_i, pos)
             k = self.arg_of[(ref, ctx_role)]
             return self.access(f"a{k}", self.layout.arg_axes[k])
@@ -393,7 +395,7 @@ class _Emitter:
 def _dtype_of(x, compute):
     if isinstance(x, LazyNode):
         return x.dtype
-    if hasattr(x, "dtype") and hasattr(x, "shape"):
+    if isinstance(x, np.ndarray):
         from runba.dtypes import from_numpy_dtype
 
         return from_numpy_dtype(x.dtype)

@@ -22,6 +22,7 @@ fails leaves the graph pending: the next read runs it again (never a NaN placeho
 from __future__ import annotations
 
 import importlib
+import itertools
 import threading
 import weakref
 
@@ -34,6 +35,7 @@ __all__ = [
     "Graph",
     "LazyNode",
     "current_graph",
+    "describe_key",
     "placeholder",
     "realize_readers",
     "structural_key",
@@ -49,9 +51,9 @@ class LazyNode:
 
     ``compute`` is the dtype elementwise bodies are evaluated in (PyTorch promotion; the
     registry's rule). ``refs`` are weak references to the tensors showing this value (more
-    than one after ``detach``). ``index`` is the position in the graph. ``items`` is the
-    node's entry in :func:`structural_key` when dropped and when kept: everything in it is
-    known at recording, so realizing only picks one per node.
+    than one after ``detach``). ``index`` is the position in the graph. ``sid`` is the
+    interned id of the node's entry in :func:`structural_key` (even; +1 when kept):
+    everything in it is known at recording, so realizing only adds one bit per node.
     """
 
     __slots__ = (
@@ -64,11 +66,10 @@ class LazyNode:
         "refs",
         "index",
         "graph",
-        "items",
-        "ref_key",
+        "sid",
     )
 
-    def __init__(self, op, inputs, attrs, dtype, compute, shape, graph, index, attrs_key, ins):
+    def __init__(self, op, inputs, attrs, dtype, compute, shape, graph, index, sid):
         self.op = op
         self.inputs = inputs
         self.attrs = attrs
@@ -78,11 +79,7 @@ class LazyNode:
         self.refs = []
         self.graph = graph
         self.index = index
-        self.ref_key = ("n", index)  # input_key of this node in its consumers' entries
-        # attrs_key and ins (input_key of each input) come from Graph.add, which needs them
-        # for the value key too
-        head = (op.name, attrs_key, dtype.name, compute.name, ones_mask(shape))
-        self.items = (head + (False, ins), head + (True, ins))
+        self.sid = sid
 
     def alive(self) -> bool:
         """Is a tensor showing this value still referenced?"""
@@ -95,19 +92,65 @@ class LazyNode:
         return f"<lazy {self.op.name} {self.dtype.name}{list(self.shape)} #{self.index}>"
 
 
+# Node entries of structural keys, interned: entry -> id and back (for key_diff). Plan keys
+# are then tuples of ints, cheap to hash and compare on every realization. Ids are never
+# reused (a cleared table only makes later graphs miss once), so a key never changes meaning.
+_SIDS: dict = {}
+_ENTRIES: dict = {}
+_MAX_SIDS = 1 << 16
+_next_sid = itertools.count()
+
+
+def _sid(entry: tuple) -> int:
+    sid = _SIDS.get(entry)
+    if sid is None:
+        if len(_SIDS) >= _MAX_SIDS:
+            _SIDS.clear()
+            _ENTRIES.clear()
+        sid = _SIDS[entry] = 2 * next(_next_sid)
+        _ENTRIES[sid] = entry
+    return sid
+
+
+def describe_key(key: tuple):
+    """A structural key spelled out, one ``(op, attrs, dtype, compute, mask, kept, inputs)``
+    per node (inputs: node indices, ``("a", dtype code, mask)`` for arrays, ``("s", type)``
+    for scalars); None when an entry was dropped from the intern table."""
+    out = []
+    for k in key:
+        e = _ENTRIES.get(k & ~1)
+        if e is None:
+            return None
+        out.append(e[:5] + (bool(k & 1), e[5]))
+    return tuple(out)
+
+
 _FILL = {}
+
+
+# (shape, numpy dtype) -> placeholder: read-only and viewing immutable bytes, so one array
+# serves every lazy tensor of that shape (bounded: sizes vary)
+_PLACEHOLDERS: dict = {}
+_MAX_PLACEHOLDERS = 4096
 
 
 def placeholder(shape: tuple, dtype) -> np.ndarray:
     """A read-only zero-strided array standing in for a lazy value (see the module doc)."""
     npdt = dtype.np
+    key = (shape, npdt)
+    arr = _PLACEHOLDERS.get(key)
+    if arr is not None:
+        return arr
     base = _FILL.get(npdt)
     if base is None:
         fill = np.nan if npdt.kind == "f" else 0
         # bytes are immutable, so arrays over them are read-only
         base = _FILL[npdt] = np.full((), fill, npdt).tobytes()
-    # the ndarray constructor: ~10x cheaper than np.broadcast_to on this hot path
-    return np.ndarray(shape, npdt, base, 0, (0,) * len(shape))
+    # the ndarray constructor: ~10x cheaper than np.broadcast_to
+    arr = np.ndarray(shape, npdt, base, 0, (0,) * len(shape))
+    if len(_PLACEHOLDERS) < _MAX_PLACEHOLDERS:
+        _PLACEHOLDERS[key] = arr
+    return arr
 
 
 class Graph:
@@ -137,52 +180,53 @@ class Graph:
         # Movement ops run as numpy views at run time: their attrs (sizes) stay out of keys
         attrs_key = () if kind == registry.MOVEMENT or not attrs else _freeze(attrs)
         # one pass: each input's structural key (input_key's cases, in line: this runs for
-        # every recorded op) and its part of the value key. Value keys: arrays by identity (the
-        # graph keeps them alive, and a write to one realizes the graph first), scalars by
-        # type and repr (-0.0 is not 0.0); a clone made for a repeat stands for the node it
-        # repeats (same_as), so (x * 2).tanh() twice is one tanh.
+        # every recorded op) and its part of the value key. Value keys: nodes and arrays by
+        # identity (the graph keeps arrays alive, and a write to one realizes the graph
+        # first), scalars by type and value (scalar_value); a clone made for a repeat stands
+        # for the node it repeats (same_as), so (x * 2).tanh() twice is one tanh.
         same_as = self.same_as
         ins = []
         vals = []
         for x in inputs:
-            if isinstance(x, LazyNode):
-                k = x.ref_key
-                ins.append(k)
-                vals.append(same_as[x.index].ref_key if same_as and x.index in same_as else k)
+            if type(x) is LazyNode:
+                ins.append(x.index)
+                vals.append(same_as.get(x.index, x) if same_as else x)
             elif isinstance(x, np.ndarray):
-                ins.append(_array_key(x))
-                vals.append(("a", id(x)))
+                ins.append(array_key(x))
+                vals.append(id(x))
                 self.arrays[id(x)] = x  # concrete storage: realize_readers checks it
             else:
-                ins.append(input_key(x))
-                vals.append((type(x).__name__, repr(x)))
-        ins = tuple(ins)
+                key = SCALAR_KEYS.get(type(x))
+                ins.append(key if key is not None else input_key(x))
+                vals.append(scalar_value(x))
+        return self.add_keyed(op, inputs, attrs, dtype, compute, shape, attrs_key, tuple(ins), vals)
+
+    def add_keyed(self, op, inputs, attrs, dtype, compute, shape, attrs_key, ins, vals):
+        """:meth:`add` after its pass over the inputs: ``ins`` is each input's structural key,
+        ``vals`` its part of the value key (concrete arrays already in ``self.arrays``)."""
+        kind = op.kind
+        key = prior = None
         # only elementwise ops and reductions are shared: a view must alias its own base
         if kind == registry.ELEMENTWISE or kind == registry.REDUCE:
-            key = (op, attrs_key, dtype, shape, tuple(vals))
+            key = (op, attrs_key, dtype, shape, *vals)
             prior = self.computed.get(key)
-            if prior is not None:
-                clone = self._new(
-                    _late("runba.ops.elementwise", "CLONE"),
-                    (prior,),
-                    {},
-                    dtype,
-                    dtype,
-                    shape,
-                    (),
-                    (prior.ref_key,),
-                )
-                same_as[clone.index] = prior  # what consumers of the clone see
-                return clone
-            node = self._new(op, inputs, attrs, dtype, compute, shape, attrs_key, ins)
-            self.computed[key] = node
-            return node
-        return self._new(op, inputs, attrs, dtype, compute, shape, attrs_key, ins)
-
-    def _new(self, op, inputs, attrs, dtype, compute, shape, attrs_key, ins) -> LazyNode:
+            if prior is not None:  # a clone of prior
+                op = _late("runba.ops.elementwise", "CLONE")
+                inputs, attrs, compute, attrs_key, ins = (prior,), {}, dtype, (), (prior.index,)
         nodes = self.nodes
-        node = LazyNode(op, inputs, attrs, dtype, compute, shape, self, len(nodes), attrs_key, ins)
+        mask = _MASKS.get(shape)
+        if mask is None:
+            mask = ones_mask(shape)
+        entry = (op.name, attrs_key, dtype.name, compute.name, mask, ins)
+        sid = _SIDS.get(entry)
+        if sid is None:
+            sid = _sid(entry)
+        node = LazyNode(op, inputs, attrs, dtype, compute, shape, self, len(nodes), sid)
         nodes.append(node)
+        if prior is not None:
+            self.same_as[node.index] = prior  # what consumers of the clone see
+        elif key is not None:
+            self.computed[key] = node
         return node
 
     def attach(self, node: LazyNode, tensor) -> None:
@@ -320,7 +364,7 @@ def ones_mask(shape) -> tuple:
 _DTYPE_STR: dict = {}
 
 
-def _array_key(x: np.ndarray) -> tuple:
+def array_key(x: np.ndarray) -> tuple:
     """A concrete array's structural key: dtype code and broadcast pattern, never sizes."""
     dt = x.dtype
     code = _DTYPE_STR.get(dt)
@@ -329,20 +373,42 @@ def _array_key(x: np.ndarray) -> tuple:
     return ("a", code, ones_mask(x.shape))
 
 
+# the structural key of a Python scalar operand, by type (input_key's last case)
+SCALAR_KEYS = {t: ("s", t.__name__) for t in (float, int, bool)}
+
+
 def input_key(x) -> tuple:
     if isinstance(x, LazyNode):
-        return x.ref_key
+        return x.index
     if isinstance(x, np.ndarray):
-        return _array_key(x)
+        return array_key(x)
     if x is None:
         return ("none",)
     return ("s", type(x).__name__)
 
 
-def structural_key(nodes, kept) -> tuple:
+def scalar_value(x) -> tuple:
+    """A scalar operand's part of a value key: equal only for the same type and value;
+    zero floats by repr (-0.0 == 0.0, but 1 / -0.0 is not 1 / 0.0)."""
+    t = type(x)
+    if t is int or t is bool or (t is float and x):
+        return (t, x)
+    return (t.__name__, repr(x))
+
+
+def structural_key(nodes) -> tuple:
     """The whole graph's structure: ops, attrs, dtypes, ranks and broadcast patterns of
-    every node and input, and which nodes are kept - never sizes, ids or values (DESIGN §4
-    Caches). Movement ops run as numpy views at run time, so their attrs (which carry
-    sizes) are left out; their effect on rank and broadcast pattern is in the output mask.
-    Each node's entry was built when it was recorded (``LazyNode.items``)."""
-    return tuple([n.items[k] for n, k in zip(nodes, kept)])
+    every node and input, and which nodes are kept (a tensor showing them is alive) - never
+    sizes, ids or values (DESIGN §4 Caches). Movement ops run as numpy views at run time, so
+    their attrs (which carry sizes) are left out; their effect on rank and broadcast pattern
+    is in the output mask. Each node's entry was interned when it was recorded
+    (``LazyNode.sid``); a kept node's is odd. :func:`describe_key` spells a key out."""
+    key = []
+    for n in nodes:
+        sid = n.sid
+        for r in n.refs:  # LazyNode.alive, in line
+            if r() is not None:
+                sid += 1
+                break
+        key.append(sid)
+    return tuple(key)

@@ -147,7 +147,7 @@ def random_(self, low: int = 0, high: int | None = None, *, generator=None):
 def _operator(fn, reflected=False):
     if reflected:
         return lambda self, other: fn(other, self)
-    return lambda self, other: fn(self, other)
+    return fn  # fn(self, other) itself: no extra frame on every operator
 
 
 def _logical_or_bitwise(logical, name):

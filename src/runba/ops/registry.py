@@ -228,13 +228,13 @@ def dispatch(op: OpDef, inputs: tuple, attrs: dict | None = None):
     """Run (or, under capture, record) ``op`` on ``inputs`` (Tensors and Python scalars)."""
     capture = STATE.capture
     if capture is not None:
-        return capture.record(op, inputs, attrs or {})
+        return capture.record(op, inputs, attrs or _NO_ATTRS)
     if lazy_graphs[0]:
         if op.inplace:
-            return lazy_recorder.record(op, inputs, attrs or {})
+            return lazy_recorder.record(op, inputs, attrs or _NO_ATTRS)
         for a in inputs:
             if isinstance(a, Tensor) and a._lazy is not None:
-                return lazy_recorder.record(op, inputs, attrs or {})
+                return lazy_recorder.record(op, inputs, attrs or _NO_ATTRS)
     return run_eager(op, inputs, attrs or _NO_ATTRS)
 
 

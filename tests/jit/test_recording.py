@@ -1,0 +1,106 @@
+"""Recording: the recorder's fast path for common elementwise calls records exactly what the
+general path records, and the graph's structural key stays readable and bounded.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from jitutil import assert_fused_matches, randn
+
+import runba
+from runba.jit import capture, graph, runtime
+
+
+def _mixed(x, y, b, d, i):
+    a = (x * 1.5 + 0.25).tanh() - y  # float32 tensors and Python scalars: fast path
+    c = 1 - a * b  # scalar first (reflected) and a broadcast bias: fast path
+    m = (a > 0.1) & (c <= 2)  # bool results: fast path
+    e = d * 2 + d.sum()  # float64: fast path; the reduction: general path
+    f = i * 3 + 1  # integer tensors: general path
+    g = x * np.float32(2) + x.double()  # a numpy scalar, mixed dtypes: general path
+    return a, c, m, e, f, g
+
+
+def _args():
+    return (
+        randn(4, 6),
+        randn(4, 6, seed=1),
+        randn(6, seed=2),
+        randn(5, dtype=np.float64, seed=3),
+        runba.tensor(np.arange(6).reshape(2, 3)),
+    )
+
+
+def _keys_and_values(fn, args):
+    keys = []
+
+    def listen(kind, *info):
+        if kind == "plan":
+            keys.append(graph.structural_key(info[0].nodes))
+
+    runtime.listeners.append(listen)
+    try:
+        out = runba.fuse(fn)(*args)
+        vals = [t.numpy().copy() for t in out]
+    finally:
+        runtime.listeners.remove(listen)
+    return keys, vals
+
+
+def test_fast_path_records_what_the_general_path_records(monkeypatch):
+    args = _args()
+    fast = []
+    record_fast = capture._record_fast
+
+    def counting(op, inputs, attrs):
+        out = record_fast(op, inputs, attrs)
+        fast.append(out is not None)
+        return out
+
+    monkeypatch.setattr(capture, "_record_fast", counting)
+    keys, vals = _keys_and_values(_mixed, args)
+    assert any(fast) and not all(fast), fast  # both paths ran
+    monkeypatch.setattr(capture, "_record_fast", lambda op, inputs, attrs: None)
+    general_keys, general_vals = _keys_and_values(_mixed, args)
+    assert keys == general_keys
+    for v, w in zip(vals, general_vals):
+        np.testing.assert_array_equal(v, w)
+    assert_fused_matches(_mixed, *args)
+
+
+def test_fast_path_with_gradients_matches_eager():
+    x0, w0 = randn(3, 5), randn(5, seed=1)
+
+    def fn(x, w):
+        return ((x * w + 0.5).sigmoid() * 2 - x).sum()
+
+    grads = []
+    for run in (fn, runba.fuse(fn)):
+        x, w = x0.clone().requires_grad_(), w0.clone().requires_grad_()
+        run(x, w).backward()
+        grads.append((x.grad.numpy(), w.grad.numpy()))
+    for g, want in zip(grads[1], grads[0]):
+        np.testing.assert_allclose(g, want, rtol=1e-5, atol=1e-6)
+
+
+def test_graph_that_fills_up_mid_function_matches_eager(monkeypatch):
+    """A graph at MAX_PENDING_NODES is realized before the next op takes its operands (they
+    used to be nodes of the graph just run: an IndexError when the next graph ran)."""
+    monkeypatch.setattr(graph, "MAX_PENDING_NODES", 7)
+
+    def chain(x):
+        for _ in range(6):
+            x = (x * 1.5).tanh()
+        return x
+
+    assert_fused_matches(chain, randn(5))
+
+
+def test_new_plan_reason_names_the_changed_field(monkeypatch, capsys):
+    runba.jit.clear_cache()  # the plans below are new; the reason diffs against the last key
+    f = runba.fuse(lambda x: x * 3.0)
+    f(randn(4)).numpy()
+    monkeypatch.setenv("RUNBA_DEBUG", "3")
+    f(randn(4, dtype=np.float64)).numpy()
+    err = capsys.readouterr().err
+    assert "node 0 (mul): dtype changed ('float32' -> 'float64')" in err, err
