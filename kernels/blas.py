@@ -41,7 +41,7 @@ from numba.extending import intrinsic
 from runba.kernels import threads
 from runba.kernels.loader import njit_cached
 
-__all__ = ["MIN_WORK", "available", "gemm"]
+__all__ = ["MIN_WORK", "RowBlocks", "available", "backend", "call_gemm", "gemm", "row_blocks"]
 
 #: ``M * N * K`` below which :func:`gemm` declines: a single BLAS call is cheaper than a
 #: parallel region, and OpenBLAS keeps such small products on the calling thread anyway.
@@ -324,6 +324,73 @@ def _leave(g: _Gemm) -> None:
         _active[0] -= 1
         if _active[0] == 0 and _active[1] not in (None, 1):
             g.lib.set(_active[1])
+
+
+#: The intrinsic itself, for generated kernels that compute a block of rows of a GEMM and
+#: then its epilogue in the same ``prange`` chunk (jit/codegen.py):
+#: ``call_gemm(fn, iw, ta, tb, m, n, k, alpha, a, lda, b, ldb, c, ldc)``, addresses as int64.
+call_gemm = _call_gemm
+
+
+class RowBlocks:
+    """A 2-D ``out = a @ b`` prepared for a kernel that computes rows [lo, hi) of ``out``
+    per chunk: ``args`` are, in order, ``fn, iw, ta, tb, m, n, k, alpha, a, lda, a_row,
+    b, ldb, c, c_row`` (``a_row``, ``c_row``: bytes from one row of A, of C, to the next;
+    C's leading dimension is n). Use it inside ``with blocks:``, which holds BLAS at one
+    thread meanwhile; it keeps any operand copy alive."""
+
+    __slots__ = ("args", "_gemm", "_keep")
+
+    def __init__(self, args, g, keep):
+        self.args = args
+        self._gemm = g
+        self._keep = keep
+
+    def __enter__(self):
+        _enter(self._gemm)
+        return self
+
+    def __exit__(self, *exc):
+        _leave(self._gemm)
+        return False
+
+
+def _prepared(x):
+    op = _operand(x)
+    if op is None:
+        x = np.ascontiguousarray(x)
+        op = _operand(x)
+    return x, op
+
+
+def row_blocks(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> RowBlocks | None:
+    """:class:`RowBlocks` for ``out = a @ b`` (2-D float32/float64, one dtype, ``out``
+    C-contiguous), or None where :func:`gemm` would decline (and for fewer than 2 rows).
+
+    >>> a, b = np.ones((64, 64), np.float32), np.ones((64, 4096), np.float32)
+    >>> rb = row_blocks(a, b, np.empty((64, 4096), np.float32))
+    >>> rb is None or len(rb.args) == 15
+    True
+    """
+    dt = a.dtype
+    if dt not in _GEMM_NAMES or b.dtype != dt or out.dtype != dt:
+        return None
+    if a.ndim != 2 or b.ndim != 2 or not out.flags.c_contiguous:
+        return None
+    m, k = a.shape
+    n = b.shape[1]
+    if b.shape[0] != k or out.shape != (m, n) or m < 2:
+        return None
+    if m * n * k < MIN_WORK or numba.get_num_threads() < 2:
+        return None
+    g = _find()
+    if g is None:
+        return None
+    a, (pa, lda, ta) = _prepared(a)
+    b, (pb, ldb, tb) = _prepared(b)
+    a_row = (1 if ta == _TRANS else lda) * dt.itemsize
+    args = (g.addr[dt], g.int_zero, ta, tb, m, n, k, dt.type(1), pa, lda, a_row, pb, ldb)
+    return RowBlocks(args + (out.ctypes.data, n * dt.itemsize), g, (a, b))
 
 
 def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> bool:
