@@ -274,7 +274,7 @@ def _record_fast(op, inputs, attrs):
     node_inputs = []
     ins = []
     vals = []
-    arrays = []
+    arrays = None
     for a in inputs:
         if isinstance(a, Tensor):
             d = a._data
@@ -289,7 +289,7 @@ def _record_fast(op, inputs, attrs):
                 node_inputs.append(d)
                 ins.append(_graph.array_key(d))
                 vals.append(id(d))
-                arrays.append(d)
+                arrays = [d] if arrays is None else arrays + [d]
             elif node.graph is graph:
                 node_inputs.append(node)
                 i = node.index
@@ -319,8 +319,9 @@ def _record_fast(op, inputs, attrs):
             op, inputs, [a._data.shape for a in inputs if isinstance(a, Tensor)]
         )
     out_dtype = bool_ if op.out_dtype == "bool" else dt
-    for d in arrays:
-        graph.arrays[id(d)] = d
+    if arrays is not None:
+        for d in arrays:
+            graph.arrays[id(d)] = d
     node = graph.add_keyed(
         op, tuple(node_inputs), attrs, out_dtype, dt, shape, (), tuple(ins), vals
     )

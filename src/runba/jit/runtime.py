@@ -223,6 +223,8 @@ def _merged_view(arr, axes, sizes):
     it is indexed with (``axes``), shape (1,) when none."""
     if not axes:
         return arr.reshape(1)
+    if len(axes) == 1 and arr.ndim == 1:
+        return arr  # one loop over its one (non-1) axis: already that shape
     return arr.reshape([sizes[k] for k in axes])
 
 
