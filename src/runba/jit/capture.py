@@ -257,16 +257,19 @@ _ref = weakref.ref
 
 def _record_fast(op, inputs, attrs):
     """``Recorder.record`` for the common elementwise call, or None to take the general
-    path: a pending graph of this thread with room; every tensor operand of one
+    path: no pending graph of this thread, or one with room; every tensor operand of one
     float32/float64 dtype, non-empty, concrete or lazy in that graph; the other operands
     Python scalars (a scalar never promotes a float tensor). The checks and results are the
     general path's for exactly these operands, and one pass builds the node's keys
     (``Graph.add``'s loop)."""
     graph = STATE.graph
-    if graph is None or graph.realized or len(graph.nodes) >= _graph.MAX_PENDING_NODES:
+    if graph is None:
+        same_as = None  # a lazy operand is then another graph's: the general path
+    elif graph.realized or len(graph.nodes) >= _graph.MAX_PENDING_NODES:
         return None
+    else:
+        same_as = graph.same_as
     Tensor = registry.Tensor
-    same_as = graph.same_as
     dt = None
     shape = None
     broadcast = False
@@ -319,6 +322,8 @@ def _record_fast(op, inputs, attrs):
             op, inputs, [a._data.shape for a in inputs if isinstance(a, Tensor)]
         )
     out_dtype = bool_ if op.out_dtype == "bool" else dt
+    if graph is None:
+        graph = _graph.current_graph()
     if arrays is not None:
         for d in arrays:
             graph.arrays[id(d)] = d
