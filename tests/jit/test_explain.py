@@ -18,15 +18,25 @@ def test_explain_report_lists_graphs_kernels_and_cuts():
     x, w, b = randn(4, 8), randn(8, 5, seed=1), randn(5, seed=2)
     report = runba.jit.explain(mlp_block, x, w, b)
     lines = report.splitlines()
-    assert lines[0] == "explain mlp_block: 1 graph(s), 1 kernel(s), 1 cut(s)", report
-    assert cut_lines(report) == [
-        "eager matmul: matmul runs on BLAS; its elementwise consumers fuse into one epilogue"
-    ]
-    assert "graph 1: 4 nodes -> 1 kernel(s), 0 numpy step(s)" in lines, report
+    assert lines[0] == "explain mlp_block: 1 graph(s), 1 kernel(s), 0 cut(s)", report
+    assert "graph 1: 5 nodes -> 1 kernel(s), 1 numpy step(s)" in lines, report
+    assert any(ln.startswith("  gemm matmul#0 -> [4, 5]: BLAS GEMM") for ln in lines), report
     assert kernel_lines(report) == ["row kernel R_add_relu_amax_mul_f32 over [4, 5]"], report
-    assert "    ops: add#0 relu#1 amax#2 mul#3" in lines, report
-    assert "    writes: #3" in lines, report
+    assert "    ops: add#1 relu#2 amax#3 mul#4" in lines, report
+    assert "    writes: #4" in lines, report
     assert any(ln.startswith("    boundary: ") for ln in lines), report
+    # 4x8 @ 8x5 is below blas.MIN_WORK: the GEMM and the kernel ran one after the other
+    assert not any("ran as one kernel" in ln for ln in lines), report
+
+
+def test_explain_shows_a_gemm_and_its_epilogue_running_as_one_kernel():
+    x, w, b = randn(64, 96), randn(96, 80, seed=1), randn(80, seed=2)
+    report = runba.jit.explain(mlp_block, x, w, b)
+    assert explain_counts(report) == (1, 1, 0), report
+    assert (
+        "  ran as one kernel G_matmul_add_relu_amax_mul_f32: matmul#0's GEMM, then the kernel "
+        "after it, on each block of rows" in report.splitlines()
+    ), report
 
 
 def test_explain_counts_every_graph_and_cut():
@@ -56,7 +66,8 @@ def test_explain_names_why_ops_run_eagerly():
 def test_explain_of_a_module_and_of_eager_only_code():
     model = nn.Sequential(nn.Linear(8, 4), nn.Tanh())
     report = runba.jit.explain(model, randn(2, 8))
-    assert report.startswith("explain Sequential: 1 graph(s), 1 kernel(s), 1 cut(s)"), report
+    assert report.startswith("explain Sequential: 1 graph(s), 1 kernel(s), 0 cut(s)"), report
+    assert "  gemm matmul#0 -> [2, 4]" in report, report  # Linear's x @ W.T: a step
     assert kernel_lines(report) == ["pointwise kernel E_add_tanh_f32 over [2, 4]"], report
     report = runba.jit.explain(lambda x: x.argmax(), randn(3))
     assert explain_counts(report) == (0, 0, 1), report

@@ -247,16 +247,25 @@ def test_integer_reduction_is_a_cut():
 
 
 # ---------------------------------------------------------------------------- cuts
-def test_matmul_is_a_cut_and_bias_relu_one_epilogue_kernel():
+def test_matmul_is_a_gemm_step_and_bias_relu_one_epilogue_kernel():
     x, w, b = randn(4, 8), randn(8, 5, seed=1), randn(5, seed=2)
     fn = lambda x, w, b: F.relu(x @ w + b)  # noqa: E731
     report = runba.jit.explain(fn, x, w, b)
-    assert explain_counts(report) == (1, 1, 1), report
-    (cut,) = cut_lines(report)
-    assert cut.startswith("eager matmul: "), report
+    assert explain_counts(report) == (1, 1, 0), report
+    assert "  gemm matmul#0 -> [4, 5]" in report, report
     assert kernel_lines(report) == ["pointwise kernel E_add_relu_f32 over [4, 5]"], report
     d = assert_fused_matches(fn, x, w, b)
     assert d.launches == 1
+
+
+def test_batched_and_integer_matmuls_stay_cuts():
+    fn = lambda a, b: (a @ b).relu()  # noqa: E731
+    for a, b in ((randn(2, 4, 8), randn(2, 8, 5)), (runba.ones(4, 8, dtype=runba.int64),) * 2):
+        b = b if b.ndim == 3 else b.T
+        report = runba.jit.explain(fn, a, b)
+        (cut,) = cut_lines(report)
+        assert cut.startswith("eager matmul: "), report
+        assert_fused_matches(fn, a, b)
 
 
 def test_view_of_a_computed_value_is_a_cut():

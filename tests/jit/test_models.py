@@ -42,9 +42,9 @@ def test_mnist_cnn_fused_eval_matches_eager():
     np.testing.assert_allclose(got2, want[:2], rtol=1e-5, atol=1e-5)
     assert d.compiles == 0 and d.plan_misses == 0
     graphs, kernels, cuts = explain_counts(report)
-    assert graphs >= 3 and kernels >= 4, report
+    assert graphs >= 2 and kernels >= 4, report
     cuts_by_op = {c.split(":")[0] for c in cut_lines(report)}
-    assert "eager matmul" in cuts_by_op, report  # conv = im2col + GEMM, Linear = GEMM
+    assert "  gemm matmul#" in report, report  # Linear: x @ W.T is a step of the graph
     assert any("pool" in c for c in cuts_by_op), report  # pooling is an extern op
     assert any(k.startswith("row kernel R_add_amax_sub_exp_sum") for k in kernel_lines(report))
     assert any(k.startswith("pointwise kernel E_add_relu") for k in kernel_lines(report))

@@ -6,14 +6,17 @@ Inside a fused function (``STATE.capture`` is the :data:`RECORDER`) every op rea
 
 * elementwise ops, the fusable reductions (sum, amax, amin, prod over floats) and views of
   lazy tensors become lazy nodes: shape and dtype are known now, the value later;
+* so does a 2-D float matmul where runba's GEMM exists: at realization its step computes
+  the GEMM in blocks of rows, and the kernel of its elementwise consumers (bias, activation)
+  runs on each block inside the same ``prange`` chunk, while the block is in cache;
 * views of concrete tensors run now (they cost nothing and keep numpy's aliasing);
-* everything else - matmul (BLAS), conv's im2col, pooling, gather/scatter, in-place writes,
-  float16 operands or results - is a *cut*: the pending graph is realized and the op runs
-  eagerly inside it, its result a concrete tensor that later lazy nodes read. ``explain``
-  lists the cuts. A matmul followed by bias and activation is therefore BLAS plus one fused
-  epilogue. So are the cases where eager's result or error depends on operand *values* a
-  kernel would not check: integer ``pow`` with a tensor exponent (eager rejects negative
-  exponents) and Python integers outside the compute dtype's range (numpy's rules).
+* everything else - batched or integer matmul, conv's im2col, pooling, gather/scatter,
+  in-place writes, float16 operands or results - is a *cut*: the pending graph is realized
+  and the op runs eagerly inside it, its result a concrete tensor that later lazy nodes
+  read. ``explain`` lists the cuts. So are the cases where eager's result or error depends
+  on operand *values* a kernel would not check: integer ``pow`` with a tensor exponent
+  (eager rejects negative exponents) and Python integers outside the compute dtype's range
+  (numpy's rules).
 
 Eager semantics are the contract, errors included: argument checks run before
 ``registry.dispatch`` (the same code for both modes), or the op is a cut and eager raises.
@@ -43,6 +46,7 @@ from runba.jit import graph as _graph
 from runba.jit import runtime
 from runba.jit.fold import fold_view
 from runba.jit.graph import _PLACEHOLDERS, SCALAR_KEYS, scalar_value
+from runba.kernels import blas
 from runba.ops import registry
 
 __all__ = ["RECORDER", "fuse", "is_enabled", "realize"]
@@ -154,6 +158,8 @@ class Recorder:
         if kind == registry.MOVEMENT:
             return None
         if kind == registry.MATMUL:
+            if _gemm_node_ok(inputs):
+                return None
             return "matmul runs on BLAS; its elementwise consumers fuse into one epilogue"
         return f"{op.name} is an extern op (hand-written kernel or numpy)"
 
@@ -212,6 +218,8 @@ class Recorder:
             compute = out_dtype
             if kind == registry.REDUCE:
                 shape = _reduced_shape(src._data.shape, attrs["dims"], attrs["keepdim"])
+            elif kind == registry.MATMUL:
+                shape = (shapes[0][0], shapes[1][1])  # 2-D @ 2-D (_gemm_node_ok)
             else:
                 rule = _VIEW_SHAPES.get(op.name)
                 if rule is not None:
@@ -339,6 +347,21 @@ def _record_fast(op, inputs, attrs):
     if rg and op.differentiable and out_dtype is dt and STATE.grad_enabled:
         registry.record_node(op, inputs, attrs, out)
     return out
+
+
+def _gemm_node_ok(inputs) -> bool:
+    """Whether a matmul becomes a lazy node: 2-D @ 2-D float32/float64 of one dtype, where
+    runba's own GEMM exists. Its step then computes the GEMM in blocks of rows, each block
+    followed by its elementwise consumers in the same ``prange`` chunk (runtime.py); other
+    matmuls (batched, integer, mixed) run eagerly: a cut."""
+    a, b = inputs
+    dt = a.dtype
+    if a.ndim != 2 or b.ndim != 2 or b.dtype is not dt or dt.np.name not in _GEMM_DTYPES:
+        return False
+    return blas.available()
+
+
+_GEMM_DTYPES = ("float32", "float64")
 
 
 # View ops whose output shape follows from the input shape and attrs (the movement

@@ -465,7 +465,52 @@ def _recompute_cost(i, group, nodes, red_set, stash):
     return cost
 
 
-def render(group, nodes, args, scalars, layout, target: str = "cpu"):
+def _tiled(group, nodes, layout) -> bool:
+    """Whether ``group`` renders as a staged chain over tiles (see ``_TILE``)."""
+    if group.reductions or layout.n_outer != 0 or len(layout.axes) != 1:
+        return False
+    heavy = sum(1 for i in group.nodes if nodes[i].op.name in _MATHLIB)
+    return heavy >= _TILE_MIN_HEAVY
+
+
+def gemm_structure(group, nodes, layout):
+    """How ``group`` with ``layout`` can run inside the row blocks of a GEMM that computes
+    one of its inputs (the GEMM's output C, read over the group's whole shape, which is C's
+    (M, N)): ``"flat"`` (one merged pointwise loop: rows [lo, hi) of C are elements
+    [lo * N, hi * N)), ``"rows"`` (one outer axis, C's rows: a row kernel or a pointwise
+    kernel with a broadcast operand), or None (column kernels, staged chains, other
+    layouts: the GEMM runs first, then the kernel)."""
+    if group.perm is not None or group.lead or _tiled(group, nodes, layout):
+        return None
+    n_axes = len(layout.axes)
+    if layout.n_outer == 0 and n_axes == 1 and not group.reductions:
+        return "flat"
+    if layout.n_outer == 1 and n_axes == 2 and layout.axes[0] == (0,):
+        return "rows"
+    return None
+
+
+#: The trailing parameters of a GEMM-epilogue kernel: ``blas.RowBlocks.args``, in order.
+GEMM_PARAMS = (
+    "g_fn",
+    "g_iw",
+    "g_ta",
+    "g_tb",
+    "g_m",
+    "g_n",
+    "g_k",
+    "g_alpha",
+    "g_a",
+    "g_lda",
+    "g_ar",
+    "g_b",
+    "g_ldb",
+    "g_c",
+    "g_cr",
+)
+
+
+def render(group, nodes, args, scalars, layout, target: str = "cpu", gemm: bool = False):
     """Source and function name of the kernel for ``group`` with ``layout``.
 
     ``args`` are the group's :class:`ArrayArg` inputs (each with ``role``), ``scalars`` the
@@ -473,6 +518,11 @@ def render(group, nodes, args, scalars, layout, target: str = "cpu"):
     then ``a0..`` (inputs), ``s0..`` (scalars), ``o0..`` (outputs, ``group.outputs`` order)
     and ``chunks``, the parallel chunk count (passed in: reading numba's thread count inside
     a kernel makes it uncacheable).
+
+    With ``gemm`` (``gemm_structure`` must allow it) the kernel also computes the GEMM
+    whose output C the group reads: each ``prange`` chunk calls BLAS for its block of C's
+    rows (``GEMM_PARAMS``, after ``chunks``), then runs the group on those rows while they
+    are in cache. There is no serial branch: such a GEMM is big enough for every thread.
     """
     if target != "cpu":
         raise NotImplementedError(f"codegen target {target!r} (only 'cpu' exists)")
@@ -481,7 +531,12 @@ def render(group, nodes, args, scalars, layout, target: str = "cpu"):
     n_inner = len(layout.axes) - m
     red_set = set(group.reductions)
     heavy = [i for i in group.nodes if nodes[i].op.name in _MATHLIB]
-    if not group.reductions and m == 0 and n_inner == 1 and len(heavy) >= _TILE_MIN_HEAVY:
+    structure = None
+    if gemm:
+        structure = gemm_structure(group, nodes, layout)
+        if structure is None:
+            raise ValueError("render(gemm=True) for a group gemm_structure() rejects")
+    elif _tiled(group, nodes, layout):
         # A long flat chain of transcendentals: one loop per transcendental over L1-sized
         # tiles. Inlined into one loop body, five tanh ran 2x slower than five loops (the
         # body outgrows the 16 vector registers and spills).
@@ -496,7 +551,7 @@ def render(group, nodes, args, scalars, layout, target: str = "cpu"):
         em = _Emitter(group, nodes, args, layout, scalar_of)
         em.stash = dict(stash)
         em.stash_index = f"i{m}"
-        src, name = _render(em, group, nodes, args, scalars, layout)
+        src, name = _render(em, group, nodes, args, scalars, layout, gemm=structure)
         if m < 1 or n_inner != 1 or not group.reductions or group.lead:
             return src, name
         best = None
@@ -516,8 +571,10 @@ def render(group, nodes, args, scalars, layout, target: str = "cpu"):
         stash[best[0]] = best[1]
 
 
-def _render(em, group, nodes, args, scalars, layout, stages=None):
+def _render(em, group, nodes, args, scalars, layout, stages=None, gemm=None):
     name = kernel_name(group, nodes)
+    if gemm:
+        name = "G_matmul_" + name[2:]
     n_axes = len(layout.axes)
     m = layout.n_outer
     sizes = [f"n{a}" for a in range(n_axes)]
@@ -526,6 +583,8 @@ def _render(em, group, nodes, args, scalars, layout, stages=None):
     for n, spec in em.strided.items():  # stride arguments, in array order
         params += [f"{n}_s{j}" for j, has in enumerate(spec) if has]
     params += ["chunks"]
+    if gemm:
+        params += list(GEMM_PARAMS)
 
     outer_axes = list(range(m))
     inner_axes = list(range(m, n_axes))
@@ -728,6 +787,30 @@ def _render(em, group, nodes, args, scalars, layout, stages=None):
             v = em.emit(i, memo, lines, ind2)
             lines.append(" " * ind2 + f"{em.access(f'o{k}', layout.out_axes[k])} = {v}")
 
+    def gemm_block(lines, ind):
+        """C's rows [glo, ghi) of this chunk, by BLAS on this thread."""
+        lines.append(" " * ind + "glo = c * g_m // nch")
+        lines.append(" " * ind + "ghi = (c + 1) * g_m // nch")
+        lines.append(" " * ind + "if ghi > glo:")
+        lines.append(
+            " " * (ind + 4) + "call_gemm(g_fn, g_iw, g_ta, g_tb, ghi - glo, g_n, g_k, g_alpha, "
+            "g_a + glo * g_ar, g_lda, g_b, g_ldb, g_c + glo * g_cr, g_n)"
+        )
+
+    def gemm_epilogue(lines, ind):
+        lines.append(" " * ind + "nch = max(min(g_m, chunks), 1)")
+        lines.append(" " * ind + "for c in prange(nch):")
+        ind1 = ind + 4
+        gemm_block(lines, ind1)
+        if gemm == "flat":
+            lines.append(" " * ind1 + "lo = glo * g_n")
+            lines.append(" " * ind1 + "hi = ghi * g_n")
+            full_pass(lines, ind1, [{}], ("lo", "hi"))
+        else:  # rows: the row kernel's loop over C's rows of this chunk
+            scratch(lines, ind1)
+            lines.append(" " * ind1 + "for q in range(glo, ghi):")
+            row_body(lines, ind1 + 4)
+
     body: list[str] = []
     total = " * ".join(sizes) if sizes else "1"
 
@@ -740,7 +823,9 @@ def _render(em, group, nodes, args, scalars, layout, stages=None):
         render_loops(par, 8, True)
         body.extend(_parallel_names(par))
 
-    if stages:
+    if gemm:
+        gemm_epilogue(body, 4)
+    elif stages:
         size_branch(tiled)
     elif group.lead and (outer_axes or inner_axes):
         size_branch(column)
@@ -773,6 +858,8 @@ def _render(em, group, nodes, args, scalars, layout, stages=None):
     body = _prefer_wide_vectors(body)
     em.imports.add("prefer_wide_vectors")
     head = ["import numpy as np", "from numba import prange"]
+    if gemm:
+        head.append("from runba.kernels.blas import call_gemm")
     if em.imports:
         head.append(f"from runba.kernels.mathlib import {', '.join(sorted(em.imports))}")
     src = "\n".join(head) + "\n\n\n" + f"def {name}({', '.join(params)}):\n" + "\n".join(body)

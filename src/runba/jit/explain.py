@@ -6,6 +6,7 @@ from __future__ import annotations
 from runba.jit import codegen, runtime
 from runba.jit.capture import capturing, realize
 from runba.jit.schedule import KernelGroup
+from runba.ops.registry import MATMUL
 
 __all__ = ["explain"]
 
@@ -34,7 +35,8 @@ def _describe_plan(lines, n_graph, graph, plan, kept):
             lines.append(f"    boundary: {s.reason}")
         else:
             n = nodes[s.node]
-            lines.append(f"  numpy {n.op.name}#{s.node} -> {list(n.shape)}: {s.reason}")
+            kind = "gemm" if n.op.kind == MATMUL else "numpy"
+            lines.append(f"  {kind} {n.op.name}#{s.node} -> {list(n.shape)}: {s.reason}")
 
 
 def explain(fn, *args, **kwargs) -> str:
@@ -62,6 +64,12 @@ def explain(fn, *args, **kwargs) -> str:
             _describe_plan(lines, sum(e[0] == "plan" for e in events) + 1, graph, plan, kept)
             events.append(
                 ("plan", lines, len([s for s in plan.steps if isinstance(s, KernelGroup)]))
+            )
+        elif kind == "gemm":  # the last plan's matmul step and next kernel ran as one
+            mm, _, name = payload
+            events[-1][1].append(
+                f"  ran as one kernel {name}: matmul#{mm}'s GEMM, then the kernel after it, "
+                "on each block of rows"
             )
         else:
             op_name, reason = payload

@@ -2,12 +2,13 @@
 
 A view (reshape, permute, expand, slicing) of a lazy value would make the value's producer
 write it to memory, and a second kernel read it back through the view (schedule.py runs views
-as numpy steps). When the producer is one elementwise node over concrete arrays, the view can
-move below it instead::
+as numpy steps). When the producer is one elementwise node over concrete arrays (or over
+GEMM outputs and views, which are buffers at run time anyway), the view can move below it
+instead::
 
     permute(add(gemm_out, bias))  ->  add(permute(gemm_out), permute(bias))
 
-The views of the concrete arrays are numpy views (strides, no copy), so the consumer of the
+The views of the arrays are numpy views (strides, no copy), so the consumer of the
 view - conv's activation, say - fuses with the ``add`` into one kernel that reads the GEMM
 output through the permuted strides. The original node stays in the graph; if nothing else
 reads it, it is dead and never computed (schedule.py). Elementwise ops commute with views:
@@ -44,9 +45,14 @@ def _view_of(op, array: np.ndarray, shape: tuple, attrs: dict):
     return v
 
 
+# kinds of lazy nodes whose values are always materialized buffers
+_BUFFERS = (registry.MATMUL, registry.MOVEMENT)
+
+
 def fold_view(graph, op, attrs: dict, src: LazyNode, shape: tuple):
     """The node computing ``op(src)`` (a view op, result ``shape``) by applying the view to
-    ``src``'s inputs, or None when ``src`` is not one elementwise node over arrays/scalars.
+    ``src``'s inputs, or None when ``src`` is not one elementwise node over arrays, scalars,
+    and GEMM outputs or views of ``src``'s shape.
 
     >>> import runba
     >>> f = runba.fuse(lambda a, b: (a + b).permute(1, 0).relu())
@@ -59,7 +65,13 @@ def fold_view(graph, op, attrs: dict, src: LazyNode, shape: tuple):
     inputs = []
     for x in src.inputs:
         if isinstance(x, LazyNode):
-            return None
+            # a GEMM's output, or a view of a value, is a buffer at run time whatever
+            # happens: its view is a numpy view (a step that costs nothing), so the view
+            # still moves below ``src`` (conv's GEMM + bias, then reshape and permute)
+            if x.op.kind not in _BUFFERS or x.shape != src.shape:
+                return None
+            inputs.append(graph.add(op, (x,), attrs, x.dtype, x.compute, tuple(shape)))
+            continue
         if isinstance(x, np.ndarray):
             v = _view_of(op, x, src.shape, attrs)
             if v is None:

@@ -22,12 +22,14 @@ import numpy as np
 from runba.jit import cache, codegen
 from runba.jit.graph import LazyNode, structural_key
 from runba.jit.schedule import FULL, KernelGroup, NumpyStep, schedule
-from runba.kernels import loader, threads
+from runba.kernels import blas, loader, threads
+from runba.ops.registry import MATMUL
 
 __all__ = ["run_graph"]
 
-# Called with ("plan", graph, plan, kept) on every realization and ("cut", op name, reason)
-# for every op run eagerly under capture, while runba.jit.explain is running.
+# Called with ("plan", graph, plan, kept) on every realization, ("cut", op name, reason)
+# for every op run eagerly under capture and ("gemm", matmul node, group index, kernel name)
+# when a GEMM and the kernel after it ran as one, while runba.jit.explain is running.
 listeners: list = []
 
 
@@ -450,11 +452,97 @@ def _run_numpy(step, nodes, values):
     values[step.node] = out
 
 
+def _gemm_launcher(plan, step, nodes, b, layout):
+    key = (step.index, layout.key(), "gemm")
+    launcher = plan.launchers.get(key)
+    if launcher is None:
+        src, name = codegen.render(step, nodes, b.args, b.scalars, layout, gemm=True)
+        cache.debug(4, f"source of {name}:\n{src}")
+        launcher = (loader.load_kernel(src, name, parallel=True), src, name)
+        plan.launchers[key] = launcher
+    return launcher
+
+
+def _run_gemm_group(plan, mm_step, step, nodes, values, nthreads, level) -> bool:
+    """Run matmul ``mm_step`` and group ``step`` (the next step) as one kernel: each
+    ``prange`` chunk computes a block of C's rows by BLAS, then the group on those rows.
+    False (nothing run) where that does not apply: the group does not read C over its
+    whole shape, arrays are not C-contiguous, the layout has no row structure
+    (codegen.gemm_structure), or runba's GEMM declines (kernels.blas.row_blocks)."""
+    mm = nodes[mm_step.node]
+    b = plan.bindings[step.index]
+    if step.perm is not None or step.lead or _full_shape(step, nodes) != mm.shape:
+        return False
+    ref = ("node", mm.index)
+    if not any(a.ref == ref and a.role == FULL for a in b.args):
+        return False
+    a_in, b_in = [values[x.index] if isinstance(x, LazyNode) else x for x in mm.inputs]
+    c = _new_buffer(mm.shape, mm.dtype.np)
+    values[mm.index] = c  # _bound_arrays reads it; unwritten until the kernel runs
+    arrays = _bound_arrays(b, nodes, values)
+    if not all([a.flags.c_contiguous for a in arrays]):
+        values[mm.index] = None
+        return False
+    full = mm.shape
+    if b.contiguous is not None:
+        layout = b.contiguous[0]
+    else:
+        compact = [
+            _compact(arr, [arr.shape[d - off] for d in a.dims])
+            for a, off, arr in zip(b.args, b.offsets, arrays)
+        ]
+        layout = _layout(b, compact)
+    if codegen.gemm_structure(step, nodes, layout) is None:
+        values[mm.index] = None
+        return False
+    blocks = blas.row_blocks(a_in, b_in, c)
+    if blocks is None:
+        values[mm.index] = None
+        return False
+    sizes = _loop_sizes(layout, full)
+    args = [_merged_view(arr, ax, sizes) for arr, ax in zip(arrays, layout.arg_axes)]
+    kernel, src, name = _gemm_launcher(plan, step, nodes, b, layout)
+    outs = []
+    for i, ax in zip(step.outputs, layout.out_axes):
+        node = nodes[i]
+        buf = _new_buffer(node.shape, node.dtype.np)
+        values[i] = buf
+        outs.append(_merged_view(buf, ax, sizes))
+    scalars = [t(nodes[i].inputs[pos]) for i, pos, t in b.scalar_types]
+    t0 = time.perf_counter()
+    try:
+        with blocks:
+            kernel(*sizes, *args, *scalars, *outs, nthreads, *blocks.args)
+    except Exception as e:  # numba typing/lowering errors never reach the user raw
+        raise _kernel_error(e, step, nodes, name, src) from e
+    cache.count_launch()
+    if level >= 2:
+        ms = (time.perf_counter() - t0) * 1e3
+        cache.debug(2, f"launch {name} sizes={sizes} {ms:.3f} ms")
+    if listeners:
+        for fn in listeners:
+            fn("gemm", mm.index, step.index, name)
+    return True
+
+
 def _run_steps(plan, nodes, values, level) -> int:
     nthreads = numba.get_num_threads()  # per thread, and after_blas may have changed it
     n_kernels = 0
-    for step in plan.steps:
+    steps = plan.steps
+    skip = False
+    for k, step in enumerate(steps):
+        if skip:  # the group a GEMM step ran
+            skip = False
+            continue
         if isinstance(step, NumpyStep):
+            if nodes[step.node].op.kind == MATMUL and k + 1 < len(steps):
+                nxt = steps[k + 1]
+                if isinstance(nxt, KernelGroup) and _run_gemm_group(
+                    plan, step, nxt, nodes, values, nthreads, level
+                ):
+                    n_kernels += 1
+                    skip = True
+                    continue
             _run_numpy(step, nodes, values)
         else:
             _run_group(plan, step, nodes, values, nthreads, level)

@@ -24,8 +24,12 @@ rules (DESIGN §4 Fusion rules), each with a kernel-count test in tests/jit/:
   permuted, their inner loop would be strided and not vectorise;
 * a group stops growing at :data:`MAX_GROUP_NODES` nodes or :data:`MAX_GROUP_ARRAYS` arrays.
 
-Matmul, conv and the other extern ops never reach the schedule: the recorder ran them
-eagerly (capture.py), so their elementwise consumers form the epilogue kernel here.
+A 2-D float matmul is a step of its own (a :class:`NumpyStep` by type): the runtime computes
+it in blocks of rows, and when the next step is a kernel that reads it over its own shape
+(the epilogue: bias, activation, a row softmax) that kernel runs on each block in the same
+``prange`` chunk (runtime.py, codegen.py). Conv and the other extern ops never reach the
+schedule: the recorder ran them eagerly (capture.py), so their elementwise consumers form
+the epilogue kernel here.
 """
 
 from __future__ import annotations
@@ -39,6 +43,9 @@ __all__ = ["KernelGroup", "NumpyStep", "Plan", "schedule"]
 
 MAX_GROUP_NODES = 32
 MAX_GROUP_ARRAYS = 16
+
+#: explain's line for a matmul step
+GEMM_REASON = "BLAS GEMM in blocks of rows; the next kernel, if it reads it, runs on each block"
 
 FULL = "full"  # a value per element of the group's full shape
 ROW = "row"  # a value per row (reduced over the group's trailing axes)
@@ -335,6 +342,8 @@ def schedule(nodes, kept) -> Plan:
         kind = node.op.kind
         if kind == registry.MOVEMENT:
             b._numpy(node, f"view ({node.op.name}) of a computed value: its producer is written")
+        elif kind == registry.MATMUL:
+            b._numpy(node, GEMM_REASON)
         elif kind == registry.REDUCE:
             b.reduce(node)
         else:
