@@ -363,9 +363,12 @@ def _prepared(x):
     return x, op
 
 
-def row_blocks(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> RowBlocks | None:
+def row_blocks(
+    a: np.ndarray, b: np.ndarray, out: np.ndarray, nthreads: int | None = None
+) -> RowBlocks | None:
     """:class:`RowBlocks` for ``out = a @ b`` (2-D float32/float64, one dtype, ``out``
     C-contiguous), or None where :func:`gemm` would decline (and for fewer than 2 rows).
+    ``nthreads``: numba's thread count, when the caller has it.
 
     >>> a, b = np.ones((64, 64), np.float32), np.ones((64, 4096), np.float32)
     >>> rb = row_blocks(a, b, np.empty((64, 4096), np.float32))
@@ -381,7 +384,9 @@ def row_blocks(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> RowBlocks | Non
     n = b.shape[1]
     if b.shape[0] != k or out.shape != (m, n) or m < 2:
         return None
-    if m * n * k < MIN_WORK or numba.get_num_threads() < 2:
+    if nthreads is None:
+        nthreads = numba.get_num_threads()
+    if m * n * k < MIN_WORK or nthreads < 2:
         return None
     g = _find()
     if g is None:

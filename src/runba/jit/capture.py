@@ -41,7 +41,7 @@ import weakref
 import numpy as np
 
 from runba._state import STATE
-from runba.dtypes import FLOATING, INTEGER, bool_
+from runba.dtypes import FLOATING, INTEGER, bool_, float32, float64
 from runba.jit import graph as _graph
 from runba.jit import runtime
 from runba.jit.fold import fold_view
@@ -356,12 +356,12 @@ def _gemm_node_ok(inputs) -> bool:
     matmuls (batched, integer, mixed) run eagerly: a cut."""
     a, b = inputs
     dt = a.dtype
-    if a.ndim != 2 or b.ndim != 2 or b.dtype is not dt or dt.np.name not in _GEMM_DTYPES:
+    if a.ndim != 2 or b.ndim != 2 or b.dtype is not dt or dt not in _GEMM_DTYPES:
         return False
     return blas.available()
 
 
-_GEMM_DTYPES = ("float32", "float64")
+_GEMM_DTYPES = (float32, float64)
 
 
 # View ops whose output shape follows from the input shape and attrs (the movement

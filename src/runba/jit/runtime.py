@@ -57,12 +57,15 @@ class GroupBinding:
         "contiguous",
         "arg_perm",
         "out_perm",
+        "gemm_layout",
     )
 
     def __init__(self, group, nodes):
         self.group = group
-        # (layout, launcher) once seen with every array C-contiguous (_run_group)
+        # (layout, launcher) once seen with every array C-contiguous (_run_group); the
+        # layout of a run inside a GEMM's row blocks, likewise (_run_gemm_group)
         self.contiguous = None
+        self.gemm_layout = None
         full = _kernel_shape(group, nodes)
         r = len(full)
         perm = group.perm
@@ -484,18 +487,20 @@ def _run_gemm_group(plan, mm_step, step, nodes, values, nthreads, level) -> bool
         values[mm.index] = None
         return False
     full = mm.shape
-    if b.contiguous is not None:
-        layout = b.contiguous[0]
-    else:
+    layout = b.gemm_layout
+    if layout is None:  # every array is C-contiguous: this verdict serves every later call
         compact = [
             _compact(arr, [arr.shape[d - off] for d in a.dims])
             for a, off, arr in zip(b.args, b.offsets, arrays)
         ]
         layout = _layout(b, compact)
-    if codegen.gemm_structure(step, nodes, layout) is None:
+        if codegen.gemm_structure(step, nodes, layout) is None:
+            layout = False
+        b.gemm_layout = layout
+    if layout is False:
         values[mm.index] = None
         return False
-    blocks = blas.row_blocks(a_in, b_in, c)
+    blocks = blas.row_blocks(a_in, b_in, c, nthreads)
     if blocks is None:
         values[mm.index] = None
         return False
