@@ -342,7 +342,7 @@ def _run_permuted_group(plan, step, nodes, values, nthreads, level, b):
     kernel, src, name = _launcher(plan, step, nodes, b, layout)
     na = len(args)
     _launch(
-        step, nodes, kernel, src, name, sizes, flat[:na], b, flat[na:], strides, nthreads, level
+        step, nodes, kernel, src, name, sizes, flat[:na], b, flat[na:], strides, 4 * nthreads, level
     )
 
 
@@ -373,7 +373,9 @@ def _strided(views):
     return tuple(specs), arrays, strides
 
 
-def _launch(step, nodes, kernel, src, name, sizes, args, b, outs, strides, nthreads, level):
+def _launch(step, nodes, kernel, src, name, sizes, args, b, outs, strides, chunks, level, tail=()):
+    """Call ``kernel``: loop sizes, arrays, scalars, outputs, stride arguments, the chunk
+    count, then ``tail`` (a GEMM-epilogue kernel's BLAS arguments)."""
     t = b.scalar_type
     if t is not None:
         # an array's elements are t's scalars, converted as t(x) converts (~5x cheaper)
@@ -382,7 +384,7 @@ def _launch(step, nodes, kernel, src, name, sizes, args, b, outs, strides, nthre
         scalars = [t(nodes[i].inputs[pos]) for i, pos, t in b.scalar_types]
     t0 = time.perf_counter()
     try:
-        kernel(*sizes, *args, *scalars, *outs, *strides, 4 * nthreads)
+        kernel(*sizes, *args, *scalars, *outs, *strides, chunks, *tail)
     except Exception as e:  # numba typing/lowering errors never reach the user raw
         raise _kernel_error(e, step, nodes, name, src) from e
     cache.count_launch()
@@ -421,13 +423,19 @@ def _run_group(plan, step, nodes, values, nthreads, level):
         if contiguous:
             b.contiguous = (layout, launcher)
     kernel, src, name = launcher
+    outs = _new_outputs(step, nodes, values, layout, sizes)
+    _launch(step, nodes, kernel, src, name, sizes, args, b, outs, strides, 4 * nthreads, level)
+
+
+def _new_outputs(step, nodes, values, layout, sizes):
+    """Fresh buffers for the group's outputs (into ``values``), as the kernel's views."""
     outs = []
     for i, ax in zip(step.outputs, layout.out_axes):
         node = nodes[i]
         buf = _new_buffer(node.shape, node.dtype.np)
         values[i] = buf
         outs.append(_merged_view(buf, ax, sizes))
-    _launch(step, nodes, kernel, src, name, sizes, args, b, outs, strides, nthreads, level)
+    return outs
 
 
 def _kernel_error(e, step, nodes, name, src):
@@ -507,23 +515,11 @@ def _run_gemm_group(plan, mm_step, step, nodes, values, nthreads, level) -> bool
     sizes = _loop_sizes(layout, full)
     args = [_merged_view(arr, ax, sizes) for arr, ax in zip(arrays, layout.arg_axes)]
     kernel, src, name = _gemm_launcher(plan, step, nodes, b, layout)
-    outs = []
-    for i, ax in zip(step.outputs, layout.out_axes):
-        node = nodes[i]
-        buf = _new_buffer(node.shape, node.dtype.np)
-        values[i] = buf
-        outs.append(_merged_view(buf, ax, sizes))
-    scalars = [t(nodes[i].inputs[pos]) for i, pos, t in b.scalar_types]
-    t0 = time.perf_counter()
-    try:
-        with blocks:
-            kernel(*sizes, *args, *scalars, *outs, nthreads, *blocks.args)
-    except Exception as e:  # numba typing/lowering errors never reach the user raw
-        raise _kernel_error(e, step, nodes, name, src) from e
-    cache.count_launch()
-    if level >= 2:
-        ms = (time.perf_counter() - t0) * 1e3
-        cache.debug(2, f"launch {name} sizes={sizes} {ms:.3f} ms")
+    outs = _new_outputs(step, nodes, values, layout, sizes)
+    with blocks:  # one chunk per thread: a BLAS block each
+        _launch(
+            step, nodes, kernel, src, name, sizes, args, b, outs, [], nthreads, level, blocks.args
+        )
     if listeners:
         for fn in listeners:
             fn("gemm", mm.index, step.index, name)
