@@ -106,13 +106,25 @@ def _find_openblas():
     return None
 
 
+_mkl: list = []  # the one answer of _find_mkl, once looked for
+
+
 def _find_mkl():
     """MKL's runtime from the ``mkl`` wheel, on its sequential layer (LP64: int32), or None.
 
-    Only a library that is still free to choose its layer is used: one some other package
-    already started with threads would bring its own pool back.
+    Looked for once per process. A runtime some other package has already loaded (numpy
+    built against MKL, say) is left alone: switching its layer would make that package's
+    own calls single-threaded.
     """
+    if not _mkl:
+        _mkl.append(_load_mkl())
+    return _mkl[0]
+
+
+def _load_mkl():
     for path in sorted(glob.glob(os.path.join(sys.prefix, "lib", "libmkl_rt.so*"))):
+        if threads._open_loaded(path) is not None:
+            continue  # someone else's MKL
         try:
             lib = ctypes.CDLL(path)
             set_layer = lib.MKL_Set_Threading_Layer

@@ -235,3 +235,13 @@ def test_row_blocks_drive_call_gemm_on_blocks_of_rows(dtype):
             assert np.abs(out - ref).max() / np.abs(ref).max() < tol, (la, lb)
     one_row = np.ones((1, 4096), dtype)
     assert blas.row_blocks(one_row, np.ones((4096, 512), dtype), np.empty((1, 512), dtype)) is None
+
+
+def test_an_mkl_runtime_another_package_loaded_is_left_alone(monkeypatch):
+    """numpy built on MKL (conda) has its runtime loaded already: runba must not switch its
+    threading layer, so it does not use it."""
+    calls = []
+    monkeypatch.setattr(blas.glob, "glob", lambda pattern: ["/somewhere/lib/libmkl_rt.so.2"])
+    monkeypatch.setattr(blas.threads, "_open_loaded", lambda path: calls.append(path) or object())
+    assert blas._load_mkl() is None
+    assert calls == ["/somewhere/lib/libmkl_rt.so.2"]
