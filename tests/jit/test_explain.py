@@ -7,6 +7,7 @@ from jitutil import cut_lines, double, explain_counts, kernel_lines, numpy_lines
 import runba
 import runba.nn as nn
 import runba.nn.functional as F
+from runba.kernels import blas
 
 
 def mlp_block(x, w, b):
@@ -29,6 +30,10 @@ def test_explain_report_lists_graphs_kernels_and_cuts():
     assert not any("ran as one kernel" in ln for ln in lines), report
 
 
+@pytest.mark.skipif(
+    not blas.available() or runba.get_num_threads() < 2,
+    reason="no runba GEMM here (one thread, or no cblas): no GEMM-epilogue kernel",
+)
 def test_explain_shows_a_gemm_and_its_epilogue_running_as_one_kernel():
     x, w, b = randn(64, 96), randn(96, 80, seed=1), randn(80, seed=2)
     report = runba.jit.explain(mlp_block, x, w, b)
