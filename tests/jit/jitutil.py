@@ -5,8 +5,16 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pytest
 
 import runba
+from runba.kernels import blas
+
+# A 2-D float matmul is a GEMM step of the graph only where runba's own GEMM exists (a cblas in
+# numpy's BLAS, or MKL); elsewhere (numpy on Accelerate, RUNBA_GEMM=numpy) it is a cut.
+needs_gemm = pytest.mark.skipif(
+    not blas.available(), reason="no runba GEMM (no cblas GEMM found): matmul is a cut here"
+)
 
 F32 = runba.float32
 F64 = runba.float64

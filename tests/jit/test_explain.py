@@ -2,7 +2,15 @@
 
 import numpy as np
 import pytest
-from jitutil import cut_lines, double, explain_counts, kernel_lines, numpy_lines, randn
+from jitutil import (
+    cut_lines,
+    double,
+    explain_counts,
+    kernel_lines,
+    needs_gemm,
+    numpy_lines,
+    randn,
+)
 
 import runba
 import runba.nn as nn
@@ -15,6 +23,7 @@ def mlp_block(x, w, b):
     return h * h.amax(-1, keepdim=True)
 
 
+@needs_gemm
 def test_explain_report_lists_graphs_kernels_and_cuts():
     x, w, b = randn(4, 8), randn(8, 5, seed=1), randn(5, seed=2)
     report = runba.jit.explain(mlp_block, x, w, b)
@@ -68,6 +77,7 @@ def test_explain_names_why_ops_run_eagerly():
     assert explain_counts(report)[2] == len(cuts)
 
 
+@needs_gemm
 def test_explain_of_a_module_and_of_eager_only_code():
     model = nn.Sequential(nn.Linear(8, 4), nn.Tanh())
     report = runba.jit.explain(model, randn(2, 8))

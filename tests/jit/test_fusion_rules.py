@@ -14,6 +14,7 @@ from jitutil import (
     cut_lines,
     explain_counts,
     kernel_lines,
+    needs_gemm,
     numpy_lines,
     randn,
     values,
@@ -247,6 +248,7 @@ def test_integer_reduction_is_a_cut():
 
 
 # ---------------------------------------------------------------------------- cuts
+@needs_gemm
 def test_matmul_is_a_gemm_step_and_bias_relu_one_epilogue_kernel():
     x, w, b = randn(4, 8), randn(8, 5, seed=1), randn(5, seed=2)
     fn = lambda x, w, b: F.relu(x @ w + b)  # noqa: E731
