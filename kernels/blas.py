@@ -368,10 +368,12 @@ class RowBlocks:
 
 
 def _prepared(x):
-    op = _operand(x)
+    """``x`` (2-D, or a batch of 2-D items with one layout), copied when BLAS cannot read it
+    in place, and the ``_operand`` of it (of its first item)."""
+    op = _operand(x if x.ndim == 2 else x[0])
     if op is None:
         x = np.ascontiguousarray(x)
-        op = _operand(x)
+        op = _operand(x if x.ndim == 2 else x[0])
     return x, op
 
 
@@ -441,14 +443,8 @@ def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> bool:
     g = _find()
     if g is None:
         return False
-    opa = _operand(a if a.ndim == 2 else a[0])
-    if opa is None:
-        a = np.ascontiguousarray(a)
-        opa = _operand(a if a.ndim == 2 else a[0])
-    opb = _operand(b if b.ndim == 2 else b[0])
-    if opb is None:
-        b = np.ascontiguousarray(b)
-        opb = _operand(b if b.ndim == 2 else b[0])
+    a, opa = _prepared(a)
+    b, opb = _prepared(b)
     split_n = n >= m
     # many batch items: one chunk each; a few: split each one too
     nch = min(-(-nthreads // nb), n if split_n else m)

@@ -465,12 +465,13 @@ def _recompute_cost(i, group, nodes, red_set, stash):
     return cost
 
 
-def _tiled(group, nodes, layout) -> bool:
-    """Whether ``group`` renders as a staged chain over tiles (see ``_TILE``)."""
+def _stages(group, nodes, layout):
+    """The transcendental nodes of ``group`` when it renders as a staged chain over tiles
+    (one loop per stage, see ``_TILE``), else None."""
     if group.reductions or layout.n_outer != 0 or len(layout.axes) != 1:
-        return False
-    heavy = sum(1 for i in group.nodes if nodes[i].op.name in _MATHLIB)
-    return heavy >= _TILE_MIN_HEAVY
+        return None
+    heavy = [i for i in group.nodes if nodes[i].op.name in _MATHLIB]
+    return heavy if len(heavy) >= _TILE_MIN_HEAVY else None
 
 
 def gemm_structure(group, nodes, layout):
@@ -480,7 +481,7 @@ def gemm_structure(group, nodes, layout):
     [lo * N, hi * N)), ``"rows"`` (one outer axis, C's rows: a row kernel or a pointwise
     kernel with a broadcast operand), or None (column kernels, staged chains, other
     layouts: the GEMM runs first, then the kernel)."""
-    if group.perm is not None or group.lead or _tiled(group, nodes, layout):
+    if group.perm is not None or group.lead or _stages(group, nodes, layout) is not None:
         return None
     n_axes = len(layout.axes)
     if layout.n_outer == 0 and n_axes == 1 and not group.reductions:
@@ -530,20 +531,19 @@ def render(group, nodes, args, scalars, layout, target: str = "cpu", gemm: bool 
     m = layout.n_outer
     n_inner = len(layout.axes) - m
     red_set = set(group.reductions)
-    heavy = [i for i in group.nodes if nodes[i].op.name in _MATHLIB]
     structure = None
     if gemm:
         structure = gemm_structure(group, nodes, layout)
         if structure is None:
             raise ValueError("render(gemm=True) for a group gemm_structure() rejects")
-    elif _tiled(group, nodes, layout):
+    elif (stages := _stages(group, nodes, layout)) is not None:
         # A long flat chain of transcendentals: one loop per transcendental over L1-sized
         # tiles. Inlined into one loop body, five tanh ran 2x slower than five loops (the
         # body outgrows the 16 vector registers and spills).
         em = _Emitter(group, nodes, args, layout, scalar_of)
-        em.stash = {i: p for p, i in enumerate(heavy)}
+        em.stash = {i: p for p, i in enumerate(stages)}
         em.stash_index = f"k{m}"
-        return _render(em, group, nodes, args, scalars, layout, stages=heavy)
+        return _render(em, group, nodes, args, scalars, layout, stages=stages)
     stash: dict = {}
     # Row kernels with one inner axis keep expensive cross-pass values in scratch rows:
     # render, find values a later pass recomputes, stash the latest one, render again.

@@ -482,37 +482,35 @@ def _run_gemm_group(plan, mm_step, step, nodes, values, nthreads, level) -> bool
     (codegen.gemm_structure), or runba's GEMM declines (kernels.blas.row_blocks)."""
     mm = nodes[mm_step.node]
     b = plan.bindings[step.index]
-    if step.perm is not None or step.lead or _full_shape(step, nodes) != mm.shape:
+    if b.gemm_layout is False or step.perm is not None or step.lead:
         return False
     ref = ("node", mm.index)
-    if not any(a.ref == ref and a.role == FULL for a in b.args):
+    if _full_shape(step, nodes) != mm.shape or not any(
+        a.ref == ref and a.role == FULL for a in b.args
+    ):
         return False
-    a_in, b_in = [values[x.index] if isinstance(x, LazyNode) else x for x in mm.inputs]
     c = _new_buffer(mm.shape, mm.dtype.np)
     values[mm.index] = c  # _bound_arrays reads it; unwritten until the kernel runs
     arrays = _bound_arrays(b, nodes, values)
-    if not all([a.flags.c_contiguous for a in arrays]):
-        values[mm.index] = None
-        return False
-    full = mm.shape
-    layout = b.gemm_layout
-    if layout is None:  # every array is C-contiguous: this verdict serves every later call
-        compact = [
-            _compact(arr, [arr.shape[d - off] for d in a.dims])
-            for a, off, arr in zip(b.args, b.offsets, arrays)
-        ]
-        layout = _layout(b, compact)
-        if codegen.gemm_structure(step, nodes, layout) is None:
-            layout = False
-        b.gemm_layout = layout
-    if layout is False:
-        values[mm.index] = None
-        return False
-    blocks = blas.row_blocks(a_in, b_in, c, nthreads)
+    layout = blocks = None
+    if all([a.flags.c_contiguous for a in arrays]):
+        layout = b.gemm_layout
+        if layout is None:  # every array is C-contiguous: the verdict serves later calls
+            compact = [
+                _compact(arr, [arr.shape[d - off] for d in a.dims])
+                for a, off, arr in zip(b.args, b.offsets, arrays)
+            ]
+            layout = _layout(b, compact)
+            if codegen.gemm_structure(step, nodes, layout) is None:
+                layout = False
+            b.gemm_layout = layout
+    if layout:
+        a_in, b_in = [values[x.index] if isinstance(x, LazyNode) else x for x in mm.inputs]
+        blocks = blas.row_blocks(a_in, b_in, c, nthreads)
     if blocks is None:
-        values[mm.index] = None
+        values[mm.index] = None  # the matmul step computes it (_run_numpy)
         return False
-    sizes = _loop_sizes(layout, full)
+    sizes = _loop_sizes(layout, mm.shape)
     args = [_merged_view(arr, ax, sizes) for arr, ax in zip(arrays, layout.arg_axes)]
     kernel, src, name = _gemm_launcher(plan, step, nodes, b, layout)
     outs = _new_outputs(step, nodes, values, layout, sizes)
