@@ -113,6 +113,20 @@ def _exact_sub(typingctx, a, b):
 
 
 @intrinsic
+def _fma(typingctx, a, b, c):
+    """``a * b + c`` rounded once (``llvm.fma``: one vfmadd, vectorised like any op). LLVM
+    fuses a product into an add by itself only when the product has no other use."""
+    if not (a == b == c == types.float32):
+        return None
+
+    def codegen(context, builder, sig, args):
+        fn = builder.module.declare_intrinsic("llvm.fma", [_F32], ir.FunctionType(_F32, [_F32] * 3))
+        return builder.call(fn, args)
+
+    return types.float32(types.float32, types.float32, types.float32), codegen
+
+
+@intrinsic
 def _cw_reduce(typingctx, x, n):
     """Cody-Waite ``r = (x - n * _LN2_HI) - n * _LN2_LO``, |r| <= ~ln2/2 for n = rint(x/ln2).
 
@@ -650,7 +664,8 @@ def log1p_f32(x):
 
 @_helper
 def tanh_f32(x):
-    """Hyperbolic tangent in float32 (measured max error 3.1 ulp); tanh(±inf) = ±1.
+    """Hyperbolic tangent in float32 (max error 3.81 ulp, every float32 below 9.6 checked);
+    tanh(±inf) = ±1.
 
     One branch for every x: with m = e**2|x| - 1 (``expm1``), tanh|x| = m / (m + 2), and m
     is built like gelu's 2**w: w = 2|x| log2(e) rounded by the magic add (no Cody-Waite), so
@@ -665,9 +680,11 @@ def tanh_f32(x):
     a = abs(x)
     # tanh rounds to 1 beyond |x| = 9.01; the clamp keeps 2**n normal (one vminps; NaN
     # passes it and flows through every step)
-    w = (f32(9.5) if a > f32(9.5) else a) * _TANH_W
-    t = w + _SHIFT
-    r = w - _exact_sub(t, _SHIFT)
+    ac = f32(9.5) if a > f32(9.5) else a
+    # w = ac * _TANH_W is never rounded on its own: t rounds w to an integer n in one FMA,
+    # and r = w - n is a second FMA (one instruction fewer, and r exact where w - n is)
+    t = _fma(ac, _TANH_W, _SHIFT)
+    r = _fma(ac, _TANH_W, -_exact_sub(t, _SHIFT))
     s = _pow2_shifted(t)
     q = _EXP2M1_Q5
     q = q * r + _EXP2M1_Q4

@@ -27,7 +27,9 @@ ULP_BOUND = {
     "log": 2.0,  # 1.54
     "log2": 2.0,  # 1.60
     "log1p": 3.0,  # 2.43
-    "tanh": 3.5,  # 3.06 (one-branch expm1 form: 1.4x faster than the 1.44-ulp two-branch one)
+    # tanh: 3.06 on these sweeps, 3.81 over every float32 in [0, 9.6] (near x = 0.062, where
+    # n = 0); the one-branch expm1 form is 1.4x faster than the 1.44-ulp two-branch one
+    "tanh": 4.0,
     "sigmoid": 3.0,  # 2.59
     "erf": 2.5,  # 2.25
     # gelu is ill-conditioned for x < -1 (the float32 rounding of the inner argument is
