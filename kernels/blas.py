@@ -38,7 +38,7 @@ from llvmlite import ir
 from numba import prange, types
 from numba.extending import intrinsic
 
-from runba.kernels import threads
+from runba.kernels import env, threads
 from runba.kernels.loader import njit_cached
 
 __all__ = ["MIN_WORK", "RowBlocks", "available", "backend", "call_gemm", "gemm", "row_blocks"]
@@ -141,7 +141,7 @@ def _load_mkl():
 
 
 def _choice() -> str:
-    return os.environ.get("RUNBA_GEMM", "").strip().lower()
+    return env.get("RUNBA_GEMM", "").strip().lower()
 
 
 def _find():

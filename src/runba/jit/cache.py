@@ -16,7 +16,6 @@ generated source.
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import warnings
@@ -25,7 +24,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from runba.jit.graph import describe_key
-from runba.kernels import loader
+from runba.kernels import env, loader
 
 __all__ = ["JitCacheInfo", "cache_info", "clear_cache", "debug", "debug_level"]
 
@@ -39,7 +38,7 @@ _last_key = [None]
 
 def debug_level() -> int:
     try:
-        return int(os.environ.get("RUNBA_DEBUG", "0") or 0)
+        return int(env.get("RUNBA_DEBUG", "0") or 0)
     except ValueError:
         return 0
 

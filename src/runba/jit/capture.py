@@ -35,7 +35,6 @@ stay referenced, so realization materializes them, and ``backward()`` realizes f
 from __future__ import annotations
 
 import functools
-import os
 import weakref
 
 import numpy as np
@@ -46,7 +45,7 @@ from runba.jit import graph as _graph
 from runba.jit import runtime
 from runba.jit.fold import fold_view
 from runba.jit.graph import _PLACEHOLDERS, SCALAR_KEYS, scalar_value
-from runba.kernels import blas
+from runba.kernels import blas, env
 from runba.ops import registry
 
 __all__ = ["RECORDER", "fuse", "is_enabled", "realize"]
@@ -58,7 +57,7 @@ _FUSABLE_TESTS = frozenset({"any", "all"})
 
 def is_enabled() -> bool:
     """False when ``RUNBA_JIT=0``: fused functions then run eagerly (to compare)."""
-    return os.environ.get("RUNBA_JIT", "1").strip() not in ("0", "false", "off", "no")
+    return env.get("RUNBA_JIT", "1").strip() not in ("0", "false", "off", "no")
 
 
 class _Probe:

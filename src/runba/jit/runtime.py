@@ -582,17 +582,16 @@ def run_graph(graph) -> None:
         n_kernels = _run_steps(plan, nodes, values, level)
     if level >= 1:
         cache.debug(1, f"realized {len(nodes)} nodes: {n_kernels} kernels, {len(plan.steps)} steps")
+    # hand the kept values out, and drop every node's references so buffers and captured
+    # arrays can be freed
     for n, k in zip(nodes, key):
-        if not k & 1:
-            continue
-        v = values[n.index]
-        for r in n.refs:
-            t = r()
-            if t is not None and t._lazy is n:
-                t._data = v
-                t._lazy = None
-    # drop references so buffers and captured arrays can be freed
-    for n in nodes:
+        if k & 1:
+            v = values[n.index]
+            for r in n.refs:
+                t = r()
+                if t is not None and t._lazy is n:
+                    t._data = v
+                    t._lazy = None
         n.inputs = ()
         n.refs = []
     graph.nodes = []
