@@ -11,6 +11,7 @@ after the first call compiled or loaded the kernels):
 * seed CNN inference, batch 100 (examples/mnist_cnn.py Net): fused vs torch eager;
 * Linear 784->512 + bias + ReLU, batch 128: fused vs torch eager;
 * BatchNorm2d with batch statistics + ReLU, 64x32x28x28 (no target): fused vs eager, torch;
+* a mean over the sequence axis of (32, 512, 768) + ReLU (no target): fused vs eager, torch;
 * cold compile and warm-disk start of the seed-CNN forward, each in a fresh process.
 
 Variants are timed in alternating blocks of calls (``benchtime.py``).
@@ -237,6 +238,32 @@ def case_batch_norm(repeats, torch):
     return "BatchNorm2d (batch stats) + ReLU 64x32x28x28 f32, no target", r, ratios
 
 
+def case_seq_mean(repeats, torch):
+    """A mean over the sequence axis of (B, T, D), then ReLU: an interior reduction that
+    keeps the last axis, one column kernel over the axes permuted to (T, B, D)."""
+    rng = np.random.default_rng(4)
+    xn = rng.standard_normal((32, 512, 768), dtype=np.float32)
+    x = runba.from_numpy(xn)
+
+    def pool(x):
+        return F.relu(x.mean(1))
+
+    trun = None
+    if torch is not None:
+        px = torch.from_numpy(xn)
+
+        def trun():
+            with torch.no_grad():
+                return torch.relu(px.mean(1))
+
+    ratios = {}
+    r = time_round_robin(_inference(x, pool, runba.fuse(pool), trun), repeats)
+    if torch is not None:
+        ratios["fused / torch"] = r["runba fused"] / r["torch eager"]
+    ratios["eager / fused"] = r["runba eager"] / r["runba fused"]
+    return "mean over T of (32, 512, 768) + ReLU f32, no target", r, ratios
+
+
 _START = r"""
 import sys, time
 t0 = time.perf_counter()
@@ -278,6 +305,7 @@ _CASES = {
     "cnn": case_cnn,
     "linear": case_linear,
     "batch_norm": case_batch_norm,
+    "seq_mean": case_seq_mean,
 }
 
 

@@ -86,7 +86,11 @@ def explain_counts(report: str) -> tuple[int, int, int]:
 
 
 def kernel_lines(report: str) -> list[str]:
-    return [ln.strip() for ln in report.splitlines() if re.match(r"\s+(pointwise|row) kernel", ln)]
+    return [
+        ln.strip()
+        for ln in report.splitlines()
+        if re.match(r"\s+(pointwise|row|column) kernel", ln)
+    ]
 
 
 def numpy_lines(report: str) -> list[str]:

@@ -197,14 +197,31 @@ def test_column_kernel_serial_and_parallel_branches(rows):
     assert_fused_matches(fn, x, rtol=1e-4, atol=1e-3)
 
 
-def test_interior_reduction_keeping_the_last_axis_is_a_numpy_step():
-    x = randn(4, 8, 3)
-    fn = lambda x: (x * 2).sum(1)  # noqa: E731
+@pytest.mark.parametrize("n", [8, PARALLEL_THRESHOLD // 12 + 5])
+def test_interior_reduction_keeping_the_last_axis_is_one_permuted_column_kernel(n):
+    """Reductions over interior axes that keep the last one - a mean over the sequence axis
+    of (B, T, D) - are a column kernel over the shape permuted so the reduced axes lead;
+    producers and row-role consumers join it. Both size branches (the parallel one also
+    combines its partials in parallel), keepdim, two reduced axes, a transposed input."""
+    x = randn(4, n, 3)
+    fn = lambda x: (x * 2).mean(1).relu() + 1  # noqa: E731
     report = runba.jit.explain(fn, x)
     assert explain_counts(report) == (1, 1, 0), report
-    (line,) = numpy_lines(report)
-    assert line.startswith("numpy sum#1 -> [4, 3]") and "interior axes" in line, report
+    (line,) = kernel_lines(report)
+    assert line.startswith("column kernel") and line.endswith("(axes in order [1, 0, 2])"), report
+    assert not numpy_lines(report), report
     assert_fused_matches(fn, x, atol=1e-5)
+    x4 = randn(2, n, 3, 5, seed=1)
+    for fn in (
+        lambda x: (x - 1).amax((1, 2), keepdim=True) * 2,
+        lambda x: x.sum((0, 2)),
+        lambda x: x.exp().sum(1, keepdim=True),
+    ):
+        report = runba.jit.explain(fn, x4)
+        assert explain_counts(report) == (1, 1, 0), report
+        assert_fused_matches(fn, x4, rtol=1e-4, atol=1e-4)
+    xt = randn(3, n, 4, seed=2).permute(2, 1, 0)  # a transposed input, (4, n, 3)
+    assert_fused_matches(lambda x: (x * x).sum(1), xt, rtol=1e-4, atol=1e-4)
 
 
 def _batch_norm_train(x, w, b):

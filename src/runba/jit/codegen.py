@@ -609,13 +609,15 @@ def _render(em, group, nodes, args, scalars, layout, stages=None, gemm=None):
                 em.emit(i, memo, lines, ind)
                 emitted.add(i)
 
-    def inner_loops(lines, ind, lo_hi=None):
-        """Open the inner loops; the first inner axis may run over a chunk [lo, hi)."""
+    def inner_loops(lines, ind, lo_hi=None, parallel=False):
+        """Open the inner loops; the first inner axis may run over a chunk [lo, hi), or
+        (``parallel``) be a ``prange``."""
         for k, ax in enumerate(inner_axes):
             if k == 0 and lo_hi is not None:
                 ind = _chunk_loop(lines, ind, ax, *lo_hi)
             else:
-                lines.append(" " * ind + f"for i{ax} in range(n{ax}):")
+                loop = "prange" if k == 0 and parallel else "range"
+                lines.append(" " * ind + f"for i{ax} in {loop}(n{ax}):")
                 ind += 4
         return ind
 
@@ -769,8 +771,10 @@ def _render(em, group, nodes, args, scalars, layout, stages=None, gemm=None):
         for k, i in full_outs:
             v = em.emit(i, memo, lines, ind2)
             lines.append(" " * ind2 + f"{em.access(f'o{k}', layout.out_axes[k])} = {v}")
-        # combine: serial over chunks, in chunk order (deterministic)
-        ind2 = inner_loops(lines, ind)
+        # combine: over chunks in chunk order (deterministic), kept positions in parallel
+        # (with many of them and few reduced rows - (4096, 2, 1024) summed over axis 1 -
+        # a serial combine cost as much as the pass itself)
+        ind2 = inner_loops(lines, ind, parallel=parallel)
         memo = [{}]
         for r in reds:
             t = np_type(nodes[r].dtype)

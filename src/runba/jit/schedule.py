@@ -16,12 +16,13 @@ rules (DESIGN §4 Fusion rules), each with a kernel-count test in tests/jit/:
   the producer's buffer, which is therefore materialized (a cut);
 * reductions over leading axes (bias gradients, BatchNorm statistics) are a *column
   kernel*: chunks of rows in parallel, each accumulating partials of the kept positions,
-  then a combine (which also computes the row-role consumers, ``sum / n``);
+  then a combine, kept positions in parallel (which also computes the row-role consumers,
+  ``sum / n``);
 * reductions over interior axes that include the last axis (BatchNorm's ``(0, 2, 3)`` of
   NCHW) are row kernels over the full shape *permuted* so the reduced axes come last
   (``KernelGroup.perm``; the runtime passes every array as the matching transposed view);
-  other interior reductions, whose last axis is kept, run as one numpy reduction (a cut):
-  permuted, their inner loop would be strided and not vectorise;
+  those that keep the last axis (a mean over the T of (B, T, D)) are column kernels over
+  the shape permuted so the reduced axes lead: the inner loop stays on the last axis;
 * a group stops growing at :data:`MAX_GROUP_NODES` nodes or :data:`MAX_GROUP_ARRAYS` arrays.
 
 A 2-D float matmul is a step of its own (a :class:`NumpyStep` by type): the runtime computes
@@ -149,12 +150,12 @@ class _Builder:
     def _row_shapes(self, g):
         full = self.full_shape[g.index]
         r, k = len(full), g.rdims
-        if g.lead:
-            return (1,) * k + full[k:], full[k:]  # keepdim, not keepdim
-        if g.perm is not None:
-            reduced = set(g.perm[r - k :])
+        if g.perm is not None:  # reduced axes permuted first (a column kernel) or last
+            reduced = set(g.perm[:k] if g.lead else g.perm[r - k :])
             keep = tuple(1 if d in reduced else s for d, s in enumerate(full))
             return keep, tuple(s for d, s in enumerate(full) if d not in reduced)
+        if g.lead:
+            return (1,) * k + full[k:], full[k:]  # keepdim, not keepdim
         return full[: r - k] + (1,) * k, full[: r - k]
 
     def _role(self, g, node):
@@ -253,14 +254,14 @@ class _Builder:
         lead = 0 < k < r and dims == tuple(range(k))
         perm = None
         if k and dims != tuple(range(r - k, r)) and not lead:
+            kept = tuple(d for d in range(r) if d not in dims)
             if dims[-1] != r - 1:
-                self._numpy(
-                    node,
-                    f"reduction over axes {list(dims)} of a rank-{r} tensor (interior axes, "
-                    "last axis kept)",
-                )
-                return
-            perm = tuple(d for d in range(r) if d not in dims) + dims
+                # the last axis is kept: a column kernel over the axes permuted so the
+                # reduced ones lead (its inner loop stays on the contiguous last axis)
+                perm = dims + kept
+                lead = True
+            else:
+                perm = kept + dims
         if k == 0:
             self._numpy(node, f"reduction over no axes of a rank-{r} tensor")
             return
