@@ -23,6 +23,7 @@ from jitutil import (
 import runba
 import runba.nn.functional as F
 from runba.jit import schedule
+from runba.jit.codegen import COLUMN_MIN_ROWS
 from runba.kernels.loader import PARALLEL_THRESHOLD
 
 
@@ -195,6 +196,28 @@ def test_column_kernel_serial_and_parallel_branches(rows):
     x = randn(4, rows).T
     fn = lambda x: ((x * 3).sum(0), (x * 3).tanh(), x.amin(0))  # noqa: E731
     assert_fused_matches(fn, x, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "shape, dims",
+    [((2, PARALLEL_THRESHOLD + 3), (0,)), ((PARALLEL_THRESHOLD // 64 + 1, 3, 4, 16), (1,))],
+)
+def test_column_kernel_with_few_rows_splits_the_kept_positions(shape, dims):
+    """In the parallel branch, with fewer than COLUMN_MIN_ROWS rows per chunk, a column
+    kernel splits the kept positions among the chunks instead of the rows (no partials):
+    one kept axis (its span per chunk), and several (per index of the first). Reductions,
+    their row-role consumers and FULL outputs written on the way all match eager."""
+    assert shape[dims[0]] < 4 * COLUMN_MIN_ROWS  # chunks >= 4 (4 per thread)
+    x = randn(*shape)
+    for fn in (
+        lambda x: (x * 2 + 1).sum(dims).relu() / 3,
+        lambda x: ((x - 1).amax(dims, keepdim=True) * 2, (x * 3).tanh()),
+        lambda x: x.exp().mean(dims),
+    ):
+        report = runba.jit.explain(fn, x)
+        assert explain_counts(report) == (1, 1, 0), report
+        assert kernel_lines(report)[0].startswith("column kernel"), report
+        assert_fused_matches(fn, x, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("n", [8, PARALLEL_THRESHOLD // 12 + 5])

@@ -446,6 +446,10 @@ _STASH_MIN_COST = 4
 # tiles of _TILE elements (1 KiB of float32 per stage value: L1-resident). Measured on the
 # Xeon, bench_fusion's 5-tanh chain on 1M float32, 2 threads: tiles of 128-256 0.75 ms,
 # 512 0.79, 1024 0.83-0.87 (scratch timing; likely 4 KiB aliasing between stage buffers).
+# Column kernels (leading-axis reductions) split their rows into chunks with per-chunk
+# partials of every kept position when each chunk gets at least this many rows; with fewer
+# (a sum over the 2 of (4096, 2, 1024)) they split the kept positions instead.
+COLUMN_MIN_ROWS = 4
 _TILE_MIN_HEAVY = 3
 _TILE = 256
 
@@ -730,13 +734,98 @@ def _render(em, group, nodes, args, scalars, layout, stages=None, gemm=None):
             lines.append(" " * (ind + 4) + f"hi = (c + 1) * {first} // nch")
             full_pass(lines, ind + 4, memo, lohi)
 
+    def row_indices(lines, ind):
+        """The reduced (outer) axes' indices from the row number q."""
+        prev = "q"
+        for ax in reversed(outer_axes[1:]):
+            lines.append(" " * ind + f"i{ax} = {prev} % n{ax}")
+            lines.append(" " * ind + f"t{ax} = {prev} // n{ax}")
+            prev = f"t{ax}"
+        if outer_axes:
+            lines.append(" " * ind + f"i0 = {prev}")
+
     def column(lines, ind, parallel):
         """Leading-axis reductions: chunks of rows (the reduced axes) accumulate partials of
         every kept position; a combine over the chunks gives the reductions and the row-role
-        values after them. FULL outputs are written on the way."""
-        loop = "prange" if parallel else "range"
+        values after them. FULL outputs are written on the way. In parallel, with fewer
+        than COLUMN_MIN_ROWS rows per chunk, the kept positions are split instead
+        (:func:`column_by_kept`): partials would cost more traffic than the pass."""
         rows = " * ".join(f"n{a}" for a in outer_axes) if outer_axes else "1"
         lines.append(" " * ind + f"rows = {rows}")
+        if parallel and inner_axes:
+            lines.append(" " * ind + f"if rows < {COLUMN_MIN_ROWS} * chunks:")
+            column_by_kept(lines, ind + 4)
+            lines.append(" " * ind + "else:")
+            ind += 4
+        column_by_rows(lines, ind, parallel)
+
+    def column_by_kept(lines, ind):
+        """Chunks of the first kept axis in parallel; each runs every row into accumulators
+        of its kept positions (no partials, no combine). One kept axis: the accumulators are
+        the chunk's span of it; more: the positions of the other kept axes, per index of
+        the first."""
+        first, rest = inner_axes[0], inner_axes[1:]
+        lines.append(" " * ind + f"nch = max(min(n{first}, chunks), 1)")
+        lines.append(" " * ind + "for c in prange(nch):")
+        ind1 = ind + 4
+        lines.append(" " * ind1 + f"lo = c * n{first} // nch")
+        lines.append(" " * ind1 + f"hi = (c + 1) * n{first} // nch")
+        if rest:
+            size = " * ".join(f"n{a}" for a in rest)
+            flat = f"i{rest[0]}"
+            for a in rest[1:]:
+                flat = f"({flat}) * n{a} + i{a}"
+        else:
+            size, flat = "hi - lo", f"k{first}"
+        for r in reds:
+            lines.append(
+                " " * ind1 + f"{em.name(r, 'p')} = np.empty({size}, {np_type(nodes[r].dtype)})"
+            )
+
+        def kept_loops(ind):
+            for a in rest:
+                lines.append(" " * ind + f"for i{a} in range(n{a}):")
+                ind += 4
+            return ind
+
+        if rest:
+            lines.append(" " * ind1 + f"for i{first} in range(lo, hi):")
+            ind1 += 4
+            open_kept = kept_loops
+        else:
+
+            def open_kept(ind):
+                return _chunk_loop(lines, ind, first, "lo", "hi")
+
+        ind2 = open_kept(ind1)
+        for r in reds:
+            init = f"{np_type(nodes[r].dtype)}({_INIT[nodes[r].op.name]})"
+            lines.append(" " * ind2 + f"{em.name(r, 'p')}[{flat}] = {init}")
+        lines.append(" " * ind1 + "for q in range(rows):")
+        row_indices(lines, ind1 + 4)
+        ind2 = open_kept(ind1 + 4)
+        memo = em.pass_scope([{}], 0)
+        for r in reds:
+            part = f"{em.name(r, 'p')}[{flat}]"
+            v = em.value(r, 0, FULL, memo, lines, ind2)
+            lines.append(
+                " " * ind2
+                + f"{part} = {_update(nodes[r].op.name, part, v, nodes[r].dtype, em.imports)}"
+            )
+        for k, i in full_outs:
+            v = em.emit(i, memo, lines, ind2)
+            lines.append(" " * ind2 + f"{em.access(f'o{k}', layout.out_axes[k])} = {v}")
+        ind2 = open_kept(ind1)
+        memo = [{}]
+        for r in reds:
+            lines.append(" " * ind2 + f"{em.name(r)} = {em.name(r, 'p')}[{flat}]")
+            memo[0][r] = em.name(r)
+        for k, i in row_outs:
+            v = em.emit(i, memo, lines, ind2)
+            lines.append(" " * ind2 + f"{em.access(f'o{k}', layout.out_axes[k])} = {v}")
+
+    def column_by_rows(lines, ind, parallel):
+        loop = "prange" if parallel else "range"
         lines.append(" " * ind + ("nch = max(min(rows, chunks), 1)" if parallel else "nch = 1"))
         idx = ", ".join(["c"] + [f"i{a}" for a in inner_axes])
         part_shape = ", ".join(["nch"] + [f"n{a}" for a in inner_axes])
@@ -752,13 +841,7 @@ def _render(em, group, nodes, args, scalars, layout, stages=None, gemm=None):
             lines.append(" " * ind2 + f"{em.name(r, 'p')}[{idx}] = {t}({init})")
         lines.append(" " * ind1 + "for q in range(c * rows // nch, (c + 1) * rows // nch):")
         ind1 += 4
-        prev = "q"
-        for ax in reversed(outer_axes[1:]):
-            lines.append(" " * ind1 + f"i{ax} = {prev} % n{ax}")
-            lines.append(" " * ind1 + f"t{ax} = {prev} // n{ax}")
-            prev = f"t{ax}"
-        if outer_axes:
-            lines.append(" " * ind1 + f"i0 = {prev}")
+        row_indices(lines, ind1)
         ind2 = inner_loops(lines, ind1)
         memo = em.pass_scope([{}], 0)
         for r in reds:

@@ -17,7 +17,7 @@ rules (DESIGN §4 Fusion rules), each with a kernel-count test in tests/jit/:
 * reductions over leading axes (bias gradients, BatchNorm statistics) are a *column
   kernel*: chunks of rows in parallel, each accumulating partials of the kept positions,
   then a combine, kept positions in parallel (which also computes the row-role consumers,
-  ``sum / n``);
+  ``sum / n``); with few rows per chunk the kernel splits the kept positions instead;
 * reductions over interior axes that include the last axis (BatchNorm's ``(0, 2, 3)`` of
   NCHW) are row kernels over the full shape *permuted* so the reduced axes come last
   (``KernelGroup.perm``; the runtime passes every array as the matching transposed view);
