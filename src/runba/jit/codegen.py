@@ -744,6 +744,19 @@ def _render(em, group, nodes, args, scalars, layout, stages=None, gemm=None):
         if outer_axes:
             lines.append(" " * ind + f"i0 = {prev}")
 
+    def accumulate(lines, ind, idx):
+        """A column kernel's pass body at one element: each reduction's value into its
+        accumulator ``<p>[idx]``, and the FULL outputs written."""
+        memo = em.pass_scope([{}], 0)
+        for r in reds:
+            part = f"{em.name(r, 'p')}[{idx}]"
+            v = em.value(r, 0, FULL, memo, lines, ind)
+            update = _update(nodes[r].op.name, part, v, nodes[r].dtype, em.imports)
+            lines.append(" " * ind + f"{part} = {update}")
+        for k, i in full_outs:
+            v = em.emit(i, memo, lines, ind)
+            lines.append(" " * ind + f"{em.access(f'o{k}', layout.out_axes[k])} = {v}")
+
     def column(lines, ind, parallel):
         """Leading-axis reductions: chunks of rows (the reduced axes) accumulate partials of
         every kept position; a combine over the chunks gives the reductions and the row-role
@@ -804,17 +817,7 @@ def _render(em, group, nodes, args, scalars, layout, stages=None, gemm=None):
         lines.append(" " * ind1 + "for q in range(rows):")
         row_indices(lines, ind1 + 4)
         ind2 = open_kept(ind1 + 4)
-        memo = em.pass_scope([{}], 0)
-        for r in reds:
-            part = f"{em.name(r, 'p')}[{flat}]"
-            v = em.value(r, 0, FULL, memo, lines, ind2)
-            lines.append(
-                " " * ind2
-                + f"{part} = {_update(nodes[r].op.name, part, v, nodes[r].dtype, em.imports)}"
-            )
-        for k, i in full_outs:
-            v = em.emit(i, memo, lines, ind2)
-            lines.append(" " * ind2 + f"{em.access(f'o{k}', layout.out_axes[k])} = {v}")
+        accumulate(lines, ind2, flat)
         ind2 = open_kept(ind1)
         memo = [{}]
         for r in reds:
@@ -843,17 +846,7 @@ def _render(em, group, nodes, args, scalars, layout, stages=None, gemm=None):
         ind1 += 4
         row_indices(lines, ind1)
         ind2 = inner_loops(lines, ind1)
-        memo = em.pass_scope([{}], 0)
-        for r in reds:
-            part = f"{em.name(r, 'p')}[{idx}]"
-            v = em.value(r, 0, FULL, memo, lines, ind2)
-            lines.append(
-                " " * ind2
-                + f"{part} = {_update(nodes[r].op.name, part, v, nodes[r].dtype, em.imports)}"
-            )
-        for k, i in full_outs:
-            v = em.emit(i, memo, lines, ind2)
-            lines.append(" " * ind2 + f"{em.access(f'o{k}', layout.out_axes[k])} = {v}")
+        accumulate(lines, ind2, idx)
         # combine: over chunks in chunk order (deterministic), kept positions in parallel
         # (with many of them and few reduced rows - (4096, 2, 1024) summed over axis 1 -
         # a serial combine cost as much as the pass itself)
