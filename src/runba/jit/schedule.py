@@ -71,10 +71,11 @@ class KernelGroup:
     ``rdims`` is the number of trailing axes the reductions reduce (0: a pointwise kernel),
     or with ``lead`` the number of leading axes (a column kernel: per-chunk partials of the
     kept trailing positions, then a combine).
-    ``perm`` (None, or a permutation of the full shape's axes: kept axes then reduced ones)
-    makes an interior reduction a row kernel: shapes, roles and node attributes stay in the
-    graph's own axis order; the runtime binds every array transposed by ``perm``, so the
-    kernel sees ``rdims`` trailing reduced axes.
+    ``perm`` (None, or a permutation of the full shape's axes) makes an interior reduction
+    a row kernel (kept axes, then reduced ones) or, with ``lead``, a column kernel (reduced
+    axes, then kept ones: the last axis is kept): shapes, roles and node attributes stay in
+    the graph's own axis order; the runtime binds every array transposed by ``perm``, so the
+    kernel sees its ``rdims`` reduced axes trailing (or leading).
     ``roles[i]`` is FULL or ROW per node, ``reductions`` the reduce nodes (in order),
     ``outputs`` the nodes the kernel writes (kept by the user or autograd, or read by a later
     step), ``reason`` why the group starts where it does.
@@ -98,7 +99,7 @@ class KernelGroup:
     def __init__(self, index: int, rank: int, rdims: int, full_ref: tuple, reason: str):
         self.index = index
         self.lead = False  # True: the reductions reduce the *leading* rdims axes
-        self.perm = None  # interior reductions: axis order that puts the reduced axes last
+        self.perm = None  # interior reductions: the kernel's axis order (see above)
         self.nodes: list[int] = []
         self.roles: dict[int, str] = {}
         self.rank = rank
