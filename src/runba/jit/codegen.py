@@ -446,12 +446,12 @@ _STASH_MIN_COST = 4
 # tiles of _TILE elements (1 KiB of float32 per stage value: L1-resident). Measured on the
 # Xeon, bench_fusion's 5-tanh chain on 1M float32, 2 threads: tiles of 128-256 0.75 ms,
 # 512 0.79, 1024 0.83-0.87 (scratch timing; likely 4 KiB aliasing between stage buffers).
+_TILE_MIN_HEAVY = 3
+_TILE = 256
 # Column kernels (leading-axis reductions) split their rows into chunks with per-chunk
 # partials of every kept position when each chunk gets at least this many rows; with fewer
 # (a sum over the 2 of (4096, 2, 1024)) they split the kept positions instead.
 COLUMN_MIN_ROWS = 4
-_TILE_MIN_HEAVY = 3
-_TILE = 256
 
 
 def _recompute_cost(i, group, nodes, red_set, stash):
@@ -643,19 +643,21 @@ def _render(em, group, nodes, args, scalars, layout, stages=None, gemm=None):
             " " * ind2 + f"{acc} = {_update(node.op.name, acc, v, node.dtype, em.imports)}"
         )
 
+    def row_indices(lines, ind):
+        """The outer axes' indices from the row number q. Each quotient gets its own name:
+        reassigning one that started as the prange index is "Overwrite of parallel loop
+        index" to numba."""
+        prev = "q"
+        for ax in reversed(outer_axes[1:]):
+            lines.append(" " * ind + f"i{ax} = {prev} % n{ax}")
+            lines.append(" " * ind + f"t{ax} = {prev} // n{ax}")
+            prev = f"t{ax}"
+        if outer_axes:
+            lines.append(" " * ind + f"i0 = {prev}")
+
     def row_body(lines, ind):
         """One row (m >= 1): indices from q, then stages, row outputs, the full pass."""
-        if m == 1:
-            lines.append(" " * ind + "i0 = q")
-        elif m > 1:
-            # each quotient gets its own name: reassigning one that started as the prange
-            # index is "Overwrite of parallel loop index" to numba
-            prev = "q"
-            for ax in reversed(outer_axes[1:]):
-                lines.append(" " * ind + f"i{ax} = {prev} % n{ax}")
-                lines.append(" " * ind + f"t{ax} = {prev} // n{ax}")
-                prev = f"t{ax}"
-            lines.append(" " * ind + f"i0 = {prev}")
+        row_indices(lines, ind)
         memo = [{}]
         done, emitted = set(), set()
         row_prologue(lines, ind, memo, done, emitted)
@@ -733,16 +735,6 @@ def _render(em, group, nodes, args, scalars, layout, stages=None, gemm=None):
             lines.append(" " * (ind + 4) + f"lo = c * {first} // nch")
             lines.append(" " * (ind + 4) + f"hi = (c + 1) * {first} // nch")
             full_pass(lines, ind + 4, memo, lohi)
-
-    def row_indices(lines, ind):
-        """The reduced (outer) axes' indices from the row number q."""
-        prev = "q"
-        for ax in reversed(outer_axes[1:]):
-            lines.append(" " * ind + f"i{ax} = {prev} % n{ax}")
-            lines.append(" " * ind + f"t{ax} = {prev} // n{ax}")
-            prev = f"t{ax}"
-        if outer_axes:
-            lines.append(" " * ind + f"i0 = {prev}")
 
     def accumulate(lines, ind, idx):
         """A column kernel's pass body at one element: each reduction's value into its
