@@ -142,6 +142,17 @@ def case_softmax(repeats, torch):
     )
 
 
+def _ratios(r: dict, target: str = "", eager: bool = True) -> dict:
+    """An inference case's ratios: fused / torch (when torch ran; ``target`` appended to
+    its label) and, with ``eager``, eager / fused."""
+    ratios = {}
+    if "torch eager" in r:
+        ratios["fused / torch" + target] = r["runba fused"] / r["torch eager"]
+    if eager:
+        ratios["eager / fused"] = r["runba eager"] / r["runba fused"]
+    return ratios
+
+
 def chain20(x):
     y = x
     for _ in range(5):
@@ -183,12 +194,8 @@ def case_cnn(repeats, torch):
             with torch.no_grad():
                 return tmodel(px)
 
-    ratios = {}
     r = time_round_robin(_inference(x, model, fused_model, trun), repeats)
-    if torch is not None:
-        ratios["fused / torch (target <= 1.0x)"] = r["runba fused"] / r["torch eager"]
-    ratios["eager / fused"] = r["runba eager"] / r["runba fused"]
-    return "seed CNN inference, batch 100", r, ratios
+    return "seed CNN inference, batch 100", r, _ratios(r, " (target <= 1.0x)")
 
 
 def case_linear(repeats, torch):
@@ -204,11 +211,12 @@ def case_linear(repeats, torch):
             with torch.no_grad():
                 return torch.relu(tl(px))
 
-    ratios = {}
     r = time_round_robin(_inference(x, lambda x: F.relu(lin(x)), fused, trun), repeats)
-    if torch is not None:
-        ratios["fused / torch (target <= 1.0x)"] = r["runba fused"] / r["torch eager"]
-    return "Linear 784->512 + bias + ReLU, batch 128", r, ratios
+    return (
+        "Linear 784->512 + bias + ReLU, batch 128",
+        r,
+        _ratios(r, " (target <= 1.0x)", eager=False),
+    )
 
 
 def case_batch_norm(repeats, torch):
@@ -230,12 +238,8 @@ def case_batch_norm(repeats, torch):
             with torch.no_grad():
                 return torch.relu(tbn(px, None, None, pw, pb, training=True))
 
-    ratios = {}
     r = time_round_robin(_inference(x, bn, runba.fuse(bn), trun), repeats)
-    if torch is not None:
-        ratios["fused / torch"] = r["runba fused"] / r["torch eager"]
-    ratios["eager / fused"] = r["runba eager"] / r["runba fused"]
-    return "BatchNorm2d (batch stats) + ReLU 64x32x28x28 f32, no target", r, ratios
+    return "BatchNorm2d (batch stats) + ReLU 64x32x28x28 f32, no target", r, _ratios(r)
 
 
 def case_seq_mean(repeats, torch):
@@ -256,12 +260,8 @@ def case_seq_mean(repeats, torch):
             with torch.no_grad():
                 return torch.relu(px.mean(1))
 
-    ratios = {}
     r = time_round_robin(_inference(x, pool, runba.fuse(pool), trun), repeats)
-    if torch is not None:
-        ratios["fused / torch"] = r["runba fused"] / r["torch eager"]
-    ratios["eager / fused"] = r["runba eager"] / r["runba fused"]
-    return "mean over T of (32, 512, 768) + ReLU f32, no target", r, ratios
+    return "mean over T of (32, 512, 768) + ReLU f32, no target", r, _ratios(r)
 
 
 _START = r"""
