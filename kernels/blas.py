@@ -41,7 +41,15 @@ from numba.extending import intrinsic
 from runba.kernels import env, threads
 from runba.kernels.loader import njit_cached
 
-__all__ = ["MIN_WORK", "RowBlocks", "available", "backend", "call_gemm", "gemm", "row_blocks"]
+__all__ = [
+    "MIN_WORK",
+    "BlockedGemm",
+    "available",
+    "backend",
+    "blocked_gemm",
+    "call_gemm",
+    "gemm",
+]
 
 #: ``M * N * K`` below which :func:`gemm` declines: a single BLAS call is cheaper than a
 #: parallel region, and OpenBLAS keeps such small products on the calling thread anyway.
@@ -338,18 +346,21 @@ def _leave(g: _Gemm) -> None:
             g.lib.set(_active[1])
 
 
-#: The intrinsic itself, for generated kernels that compute a block of rows of a GEMM and
-#: then its epilogue in the same ``prange`` chunk (jit/codegen.py):
+#: The intrinsic itself, for generated kernels that compute a block of C's rows or columns by
+#: GEMM and then their epilogue in the same ``prange`` chunk (jit/codegen.py):
 #: ``call_gemm(fn, iw, ta, tb, m, n, k, alpha, a, lda, b, ldb, c, ldc)``, addresses as int64.
 call_gemm = _call_gemm
 
 
-class RowBlocks:
-    """A 2-D ``out = a @ b`` prepared for a kernel that computes rows [lo, hi) of ``out``
-    per chunk: ``args`` are, in order, ``fn, iw, ta, tb, m, n, k, alpha, a, lda, a_row,
-    b, ldb, c, c_row`` (``a_row``, ``c_row``: bytes from one row of A, of C, to the next;
-    C's leading dimension is n). Use it inside ``with blocks:``, which holds BLAS at one
-    thread meanwhile; it keeps any operand copy alive."""
+class BlockedGemm:
+    """A 2-D ``out = a @ b`` prepared for a kernel whose ``prange`` chunks each compute a
+    block of ``out``'s rows, or of its columns, by :data:`call_gemm`. ``args`` are, in order,
+    ``fn, iw, ta, tb, m, n, k, alpha, a, lda, a_row, b, ldb, b_col, c, c_row, c_col``: BLAS's
+    arguments for the whole product (C's leading dimension is n), plus the bytes from one row
+    of A to the next (``a_row``), one column of B (``b_col``), one row and one column of C.
+    Rows [lo, hi) read A from ``a + lo * a_row``; columns [lo, hi) read B from
+    ``b + lo * b_col``. Use it inside ``with blocks:``, which holds BLAS at one thread
+    meanwhile; it keeps any operand copy alive."""
 
     __slots__ = ("args", "_gemm", "_keep")
 
@@ -377,16 +388,16 @@ def _prepared(x):
     return x, op
 
 
-def row_blocks(
+def blocked_gemm(
     a: np.ndarray, b: np.ndarray, out: np.ndarray, nthreads: int | None = None
-) -> RowBlocks | None:
-    """:class:`RowBlocks` for ``out = a @ b`` (2-D float32/float64, one dtype, ``out``
+) -> BlockedGemm | None:
+    """:class:`BlockedGemm` for ``out = a @ b`` (2-D float32/float64, one dtype, ``out``
     C-contiguous), or None where :func:`gemm` would decline (and for fewer than 2 rows).
     ``nthreads``: numba's thread count, when the caller has it.
 
     >>> a, b = np.ones((64, 64), np.float32), np.ones((64, 4096), np.float32)
-    >>> rb = row_blocks(a, b, np.empty((64, 4096), np.float32))
-    >>> rb is None or len(rb.args) == 15
+    >>> blocks = blocked_gemm(a, b, np.empty((64, 4096), np.float32))
+    >>> blocks is None or len(blocks.args) == 17
     True
     """
     dt = a.dtype
@@ -407,9 +418,11 @@ def row_blocks(
         return None
     a, (pa, lda, ta) = _prepared(a)
     b, (pb, ldb, tb) = _prepared(b)
-    a_row = (1 if ta == _TRANS else lda) * dt.itemsize
-    args = (g.addr[dt], g.int_zero, ta, tb, m, n, k, dt.type(1), pa, lda, a_row, pb, ldb)
-    return RowBlocks(args + (out.ctypes.data, n * dt.itemsize), g, (a, b))
+    size = dt.itemsize
+    a_row = (1 if ta == _TRANS else lda) * size
+    b_col = (ldb if tb == _TRANS else 1) * size
+    args = (g.addr[dt], g.int_zero, ta, tb, m, n, k, dt.type(1), pa, lda, a_row, pb, ldb, b_col)
+    return BlockedGemm(args + (out.ctypes.data, n * size, size), g, (a, b))
 
 
 def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> bool:

@@ -1,5 +1,6 @@
 """A 2-D float matmul under fusion is a GEMM step, and the kernel after it that reads it
-runs inside the GEMM's blocks of rows (one kernel: BLAS, then the epilogue, per chunk)."""
+runs inside the GEMM's blocks of rows, or of columns for a pointwise kernel on a product
+wider than tall (one kernel: BLAS, then the epilogue, per chunk)."""
 
 import numpy as np
 import pytest
@@ -42,6 +43,9 @@ def matmul_softmax(x, w):
         (matmul_relu, [(96, 60), (60, 70)], "G_matmul_relu_f32"),
         # rows with reductions: the softmax row kernel on each block of rows
         (matmul_softmax, [(64, 80), (80, 120)], "G_matmul_amax_sub_exp_sum_div_f32"),
+        # C wider than tall, pointwise: blocks of columns (B transposed, then not)
+        (linear_relu, [(40, 96), (150, 96), (150,)], "G_matmul_add_relu_f32"),
+        (matmul_relu, [(30, 60), (60, 170)], "G_matmul_relu_f32"),
     ],
 )
 def test_gemm_and_epilogue_run_as_one_kernel_and_match_eager(fn, shapes, kernel):
@@ -58,6 +62,8 @@ def test_float64_transposed_and_sliced_operands():
     fn = lambda a, w: F.gelu(a.T @ w.T) * 2  # noqa: E731
     assert _ran_as_one(fn, a, w) == ["G_matmul_gelu_mul_f64"]
     assert_fused_matches(fn, a, w, rtol=1e-12, atol=1e-12)
+    wide = runba.tensor(rng.standard_normal((200, 300 + 7)))[:, 3:303]  # column blocks
+    assert_fused_matches(fn, a, wide, rtol=1e-12, atol=1e-12)
 
 
 def test_two_layers_each_gemm_reads_the_epilogue_before_it():

@@ -195,46 +195,48 @@ def test_runba_gemm_selects_the_backend_and_declines_an_absent_one(monkeypatch):
 
 
 @numba.njit(parallel=True)
-def _row_blocks_kernel(fn, iw, ta, tb, m, n, k, alpha, pa, lda, a_row, pb, ldb, pc, c_row, nch):
+def _blocks_kernel(
+    fn, iw, ta, tb, m, n, k, alpha, pa, lda, a_row, pb, ldb, b_col, pc, c_row, c_col, nch, cols
+):
     # what the JIT's GEMM-epilogue kernels do per chunk, without the epilogue
     for c in numba.prange(nch):
-        lo = c * m // nch
-        hi = (c + 1) * m // nch
-        if hi > lo:
-            blas.call_gemm(
-                fn,
-                iw,
-                ta,
-                tb,
-                hi - lo,
-                n,
-                k,
-                alpha,
-                pa + lo * a_row,
-                lda,
-                pb,
-                ldb,
-                pc + lo * c_row,
-                n,
-            )
+        if cols:
+            lo = c * n // nch
+            hi = (c + 1) * n // nch
+            if hi > lo:
+                blas.call_gemm(
+                    fn, iw, ta, tb, m, hi - lo, k, alpha, pa, lda, pb + lo * b_col, ldb,
+                    pc + lo * c_col, n,
+                )  # fmt: skip
+        else:
+            lo = c * m // nch
+            hi = (c + 1) * m // nch
+            if hi > lo:
+                blas.call_gemm(
+                    fn, iw, ta, tb, hi - lo, n, k, alpha, pa + lo * a_row, lda, pb, ldb,
+                    pc + lo * c_row, n,
+                )  # fmt: skip
 
 
+@pytest.mark.parametrize("cols", [False, True], ids=["row blocks", "column blocks"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_row_blocks_drive_call_gemm_on_blocks_of_rows(dtype):
+def test_blocked_gemm_drives_call_gemm_on_blocks_of_rows_or_columns(dtype, cols):
     rng = np.random.default_rng(7)
     m, k, n = 96, 130, 70
     for la, a in _layouts(rng, m, k, dtype).items():
         for lb, b in _layouts(rng, k, n, dtype).items():
             out = np.full((m, n), np.nan, dtype)
-            rb = blas.row_blocks(a, b, out)
-            assert rb is not None, (la, lb)
-            with rb:
-                _row_blocks_kernel(*rb.args, 3)
+            blocks = blas.blocked_gemm(a, b, out)
+            assert blocks is not None, (la, lb)
+            with blocks:
+                _blocks_kernel(*blocks.args, 3, cols)
             ref = a.astype(np.float64) @ b.astype(np.float64)
             tol = 2e-5 if dtype == np.float32 else 1e-12
             assert np.abs(out - ref).max() / np.abs(ref).max() < tol, (la, lb)
     one_row = np.ones((1, 4096), dtype)
-    assert blas.row_blocks(one_row, np.ones((4096, 512), dtype), np.empty((1, 512), dtype)) is None
+    assert (
+        blas.blocked_gemm(one_row, np.ones((4096, 512), dtype), np.empty((1, 512), dtype)) is None
+    )
 
 
 def test_an_mkl_runtime_another_package_loaded_is_left_alone(monkeypatch):

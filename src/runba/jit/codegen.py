@@ -402,7 +402,7 @@ def _dtype_of(x, compute):
     return compute  # scalars are passed already in the compute dtype
 
 
-_LOCAL = re.compile(r"\b(v\d+|w\d+|i\d+|k\d+|p\d+|t\d+|q|acc|lo|hi|c|nch|tb|te)\b")
+_LOCAL = re.compile(r"\b(v\d+|w\d+|i\d+|k\d+|p\d+|t\d+|q|acc|lo|hi|glo|ghi|c|nch|tb|te)\b")
 
 
 def _chunk_loop(lines, ind, ax, lo, hi) -> int:
@@ -495,7 +495,7 @@ def gemm_structure(group, nodes, layout):
     return None
 
 
-#: The trailing parameters of a GEMM-epilogue kernel: ``blas.RowBlocks.args``, in order.
+#: The trailing parameters of a GEMM-epilogue kernel: ``blas.BlockedGemm.args``, in order.
 GEMM_PARAMS = (
     "g_fn",
     "g_iw",
@@ -510,8 +510,10 @@ GEMM_PARAMS = (
     "g_ar",
     "g_b",
     "g_ldb",
+    "g_bc",
     "g_c",
     "g_cr",
+    "g_cc",
 )
 
 
@@ -527,7 +529,8 @@ def render(group, nodes, args, scalars, layout, target: str = "cpu", gemm: bool 
     With ``gemm`` (``gemm_structure`` must allow it) the kernel also computes the GEMM
     whose output C the group reads: each ``prange`` chunk calls BLAS for its block of C's
     rows (``GEMM_PARAMS``, after ``chunks``), then runs the group on those rows while they
-    are in cache. There is no serial branch: such a GEMM is big enough for every thread.
+    are in cache; a pointwise group on a C wider than tall takes blocks of C's columns
+    instead. There is no serial branch: such a GEMM is big enough for every thread.
     """
     if target != "cpu":
         raise NotImplementedError(f"codegen target {target!r} (only 'cpu' exists)")
@@ -859,21 +862,18 @@ def _render(em, group, nodes, args, scalars, layout, stages=None, gemm=None):
             v = em.emit(i, memo, lines, ind2)
             lines.append(" " * ind2 + f"{em.access(f'o{k}', layout.out_axes[k])} = {v}")
 
-    def gemm_block(lines, ind):
-        """C's rows [glo, ghi) of this chunk, by BLAS on this thread."""
-        lines.append(" " * ind + "glo = c * g_m // nch")
-        lines.append(" " * ind + "ghi = (c + 1) * g_m // nch")
-        lines.append(" " * ind + "if ghi > glo:")
-        lines.append(
-            " " * (ind + 4) + "call_gemm(g_fn, g_iw, g_ta, g_tb, ghi - glo, g_n, g_k, g_alpha, "
-            "g_a + glo * g_ar, g_lda, g_b, g_ldb, g_c + glo * g_cr, g_n)"
-        )
-
-    def gemm_epilogue(lines, ind):
+    def gemm_rows(lines, ind):
+        """Each chunk: C's rows [glo, ghi) by BLAS on this thread, then the group on them."""
         lines.append(" " * ind + "nch = max(min(g_m, chunks), 1)")
         lines.append(" " * ind + "for c in prange(nch):")
         ind1 = ind + 4
-        gemm_block(lines, ind1)
+        lines.append(" " * ind1 + "glo = c * g_m // nch")
+        lines.append(" " * ind1 + "ghi = (c + 1) * g_m // nch")
+        lines.append(" " * ind1 + "if ghi > glo:")
+        lines.append(
+            " " * (ind1 + 4) + "call_gemm(g_fn, g_iw, g_ta, g_tb, ghi - glo, g_n, g_k, g_alpha, "
+            "g_a + glo * g_ar, g_lda, g_b, g_ldb, g_c + glo * g_cr, g_n)"
+        )
         if gemm == "flat":
             lines.append(" " * ind1 + "lo = glo * g_n")
             lines.append(" " * ind1 + "hi = ghi * g_n")
@@ -882,6 +882,43 @@ def _render(em, group, nodes, args, scalars, layout, stages=None, gemm=None):
             scratch(lines, ind1)
             lines.append(" " * ind1 + "for q in range(glo, ghi):")
             row_body(lines, ind1 + 4)
+
+    def gemm_columns(lines, ind):
+        """Each chunk: C's columns [glo, ghi) by BLAS, then the (pointwise) group on them,
+        row by row. Each thread then packs only its part of B: for C wider than tall that
+        measured 8% faster than row blocks (128x784 @ 784x512, MKL, 2 threads)."""
+        lines.append(" " * ind + "nch = max(min(g_n, chunks), 1)")
+        lines.append(" " * ind + "for c in prange(nch):")
+        ind1 = ind + 4
+        lines.append(" " * ind1 + "glo = c * g_n // nch")
+        lines.append(" " * ind1 + "ghi = (c + 1) * g_n // nch")
+        lines.append(" " * ind1 + "if ghi > glo:")
+        lines.append(
+            " " * (ind1 + 4) + "call_gemm(g_fn, g_iw, g_ta, g_tb, g_m, ghi - glo, g_k, g_alpha, "
+            "g_a, g_lda, g_b + glo * g_bc, g_ldb, g_c + glo * g_cc, g_n)"
+        )
+        lines.append(" " * ind1 + "for q in range(g_m):")
+        ind2 = ind1 + 4
+        if gemm == "flat":
+            lines.append(" " * ind2 + "lo = q * g_n + glo")
+            lines.append(" " * ind2 + "hi = q * g_n + ghi")
+            full_pass(lines, ind2, [{}], ("lo", "hi"))
+        else:
+            row_indices(lines, ind2)
+            full_pass(lines, ind2, [{}], ("glo", "ghi"))
+
+    def gemm_epilogue(lines, ind):
+        # a group that needs whole rows (reductions, per-row values) takes row blocks; a
+        # pointwise one takes column blocks when C is wider than tall
+        if reds or row_outs or row_nodes or em.stash:
+            gemm_rows(lines, ind)
+            return
+        lines.append(" " * ind + "if g_n >= g_m:")
+        gemm_columns(lines, ind + 4)
+        lines.append(" " * ind + "else:")
+        rows: list[str] = []
+        gemm_rows(rows, ind + 4)
+        lines.extend(_parallel_names(rows))
 
     body: list[str] = []
     total = " * ".join(sizes) if sizes else "1"

@@ -476,10 +476,11 @@ def _gemm_launcher(plan, step, nodes, b, layout):
 
 def _run_gemm_group(plan, mm_step, step, nodes, values, nthreads, level) -> bool:
     """Run matmul ``mm_step`` and group ``step`` (the next step) as one kernel: each
-    ``prange`` chunk computes a block of C's rows by BLAS, then the group on those rows.
+    ``prange`` chunk computes a block of C's rows (or columns) by BLAS, then the group on
+    it.
     False (nothing run) where that does not apply: the group does not read C over its
     whole shape, arrays are not C-contiguous, the layout has no row structure
-    (codegen.gemm_structure), or runba's GEMM declines (kernels.blas.row_blocks)."""
+    (codegen.gemm_structure), or runba's GEMM declines (kernels.blas.blocked_gemm)."""
     mm = nodes[mm_step.node]
     b = plan.bindings[step.index]
     if b.gemm_layout is False or step.perm is not None or step.lead:
@@ -506,7 +507,7 @@ def _run_gemm_group(plan, mm_step, step, nodes, values, nthreads, level) -> bool
             b.gemm_layout = layout
     if layout:
         a_in, b_in = [values[x.index] if isinstance(x, LazyNode) else x for x in mm.inputs]
-        blocks = blas.row_blocks(a_in, b_in, c, nthreads)
+        blocks = blas.blocked_gemm(a_in, b_in, c, nthreads)
     if blocks is None:
         values[mm.index] = None  # the matmul step computes it (_run_numpy)
         return False
