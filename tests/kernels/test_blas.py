@@ -196,21 +196,22 @@ def test_runba_gemm_selects_the_backend_and_declines_an_absent_one(monkeypatch):
 
 @numba.njit(parallel=True)
 def _blocks_kernel(
-    fn, iw, ta, tb, m, n, k, alpha, pa, lda, a_row, pb, ldb, b_col, pc, c_row, c_col, nch, cols
+    fn, iw, ta, tb, m, n, k, alpha, a, lda, a_row, b, ldb, b_col, c, c_row, c_col, nch, cols
 ):
     # what the JIT's GEMM-epilogue kernels do per chunk, without the epilogue
-    for c in numba.prange(nch):
+    pa, pb, pc = np.int64(a.ctypes.data), np.int64(b.ctypes.data), np.int64(c.ctypes.data)
+    for ch in numba.prange(nch):
         if cols:
-            lo = c * n // nch
-            hi = (c + 1) * n // nch
+            lo = ch * n // nch
+            hi = (ch + 1) * n // nch
             if hi > lo:
                 blas.call_gemm(
                     fn, iw, ta, tb, m, hi - lo, k, alpha, pa, lda, pb + lo * b_col, ldb,
                     pc + lo * c_col, n,
                 )  # fmt: skip
         else:
-            lo = c * m // nch
-            hi = (c + 1) * m // nch
+            lo = ch * m // nch
+            hi = (ch + 1) * m // nch
             if hi > lo:
                 blas.call_gemm(
                     fn, iw, ta, tb, hi - lo, n, k, alpha, pa + lo * a_row, lda, pb, ldb,

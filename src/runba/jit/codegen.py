@@ -872,7 +872,7 @@ def _render(em, group, nodes, args, scalars, layout, stages=None, gemm=None):
         lines.append(" " * ind1 + "if ghi > glo:")
         lines.append(
             " " * (ind1 + 4) + "call_gemm(g_fn, g_iw, g_ta, g_tb, ghi - glo, g_n, g_k, g_alpha, "
-            "g_a + glo * g_ar, g_lda, g_b, g_ldb, g_c + glo * g_cr, g_n)"
+            "g_pa + glo * g_ar, g_lda, g_pb, g_ldb, g_pc + glo * g_cr, g_n)"
         )
         if gemm == "flat":
             lines.append(" " * ind1 + "lo = glo * g_n")
@@ -895,7 +895,7 @@ def _render(em, group, nodes, args, scalars, layout, stages=None, gemm=None):
         lines.append(" " * ind1 + "if ghi > glo:")
         lines.append(
             " " * (ind1 + 4) + "call_gemm(g_fn, g_iw, g_ta, g_tb, g_m, ghi - glo, g_k, g_alpha, "
-            "g_a, g_lda, g_b + glo * g_bc, g_ldb, g_c + glo * g_cc, g_n)"
+            "g_pa, g_lda, g_pb + glo * g_bc, g_ldb, g_pc + glo * g_cc, g_n)"
         )
         lines.append(" " * ind1 + "for q in range(g_m):")
         ind2 = ind1 + 4
@@ -908,6 +908,9 @@ def _render(em, group, nodes, args, scalars, layout, stages=None, gemm=None):
             full_pass(lines, ind2, [{}], ("glo", "ghi"))
 
     def gemm_epilogue(lines, ind):
+        # the operands' addresses, read from the arrays by the kernel (cheaper than in Python)
+        for x in "abc":
+            lines.append(" " * ind + f"g_p{x} = np.int64(g_{x}.ctypes.data)")
         # a group that needs whole rows (reductions, per-row values) takes row blocks; a
         # pointwise one takes column blocks when C is wider than tall
         if reds or row_outs or row_nodes or em.stash:
