@@ -27,7 +27,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from bench_fusion import chain20  # noqa: E402
+from bench_fusion import chain25  # noqa: E402
 
 import runba  # noqa: E402
 import runba.nn.functional as F  # noqa: E402
@@ -90,13 +90,13 @@ def main():
     results = {}
 
     x = runba.randn(16)
-    rec, real, kern = split(runba.fuse(chain20), x, args.repeats, spent)
+    rec, real, kern = split(runba.fuse(chain25), x, args.repeats, spent)
     results["chain"] = {
         "record": rec,
         "record per op": rec / 25,
         "realize": real,
         "kernel launch": kern,
-        "eager": eager_us(chain20, x, args.repeats),
+        "eager": eager_us(chain25, x, args.repeats),
     }
 
     lin = nn.Linear(784, 512)
