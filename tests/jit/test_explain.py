@@ -49,7 +49,7 @@ def test_explain_shows_a_gemm_and_its_epilogue_running_as_one_kernel():
     assert explain_counts(report) == (1, 1, 0), report
     assert (
         "  ran as one kernel G_matmul_add_relu_amax_mul_f32: matmul#0's GEMM, then the kernel "
-        "after it, on each block of rows" in report.splitlines()
+        "after it, on each block of its rows (or columns)" in report.splitlines()
     ), report
 
 

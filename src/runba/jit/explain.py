@@ -69,7 +69,7 @@ def explain(fn, *args, **kwargs) -> str:
             mm, _, name = payload
             events[-1][1].append(
                 f"  ran as one kernel {name}: matmul#{mm}'s GEMM, then the kernel after it, "
-                "on each block of rows"
+                "on each block of its rows (or columns)"
             )
         else:
             op_name, reason = payload

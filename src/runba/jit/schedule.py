@@ -46,7 +46,9 @@ MAX_GROUP_NODES = 32
 MAX_GROUP_ARRAYS = 16
 
 #: explain's line for a matmul step
-GEMM_REASON = "BLAS GEMM in blocks of rows; the next kernel, if it reads it, runs on each block"
+GEMM_REASON = (
+    "BLAS GEMM in blocks of rows or columns; the next kernel, if it reads it, runs on each block"
+)
 
 FULL = "full"  # a value per element of the group's full shape
 ROW = "row"  # a value per row (reduced over the group's trailing axes)
