@@ -55,6 +55,33 @@ def test_gemm_and_epilogue_run_as_one_kernel_and_match_eager(fn, shapes, kernel)
     assert d.launches == 1
 
 
+def _two(c):
+    return c.relu(), c * 2
+
+
+def _kept(c):
+    return c, c.abs()
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda x, w, s, r: (x @ w) * s + r,  # a per-row scale and a full residual
+        lambda x, w, s, r: ((x @ w) - s).sigmoid(),  # a transcendental, broadcast operand
+        lambda x, w, s, r: _two(x @ w),  # two outputs of one group
+        lambda x, w, s, r: _kept(x @ w),  # the product itself kept as well
+    ],
+    ids=["scale+residual", "sigmoid", "two outputs", "product kept"],
+)
+def test_column_blocks_with_broadcast_operands_and_several_outputs(fn):
+    """C (40 x 300) is wider than tall: a pointwise epilogue takes blocks of C's columns,
+    and operands broadcast along either axis still line up with each block."""
+    x, w = randn(40, 96), randn(96, 300, seed=1)
+    s, r = randn(40, 1, seed=2), randn(40, 300, seed=3)
+    assert len(_ran_as_one(fn, x, w, s, r)) == 1
+    assert_fused_matches(fn, x, w, s, r, rtol=1e-5, atol=1e-5)
+
+
 def test_float64_transposed_and_sliced_operands():
     rng = np.random.default_rng(3)
     a = runba.tensor(rng.standard_normal((300, 90)))  # float64
