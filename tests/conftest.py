@@ -8,3 +8,7 @@ import tempfile
 if "RUNBA_CACHE_DIR" not in os.environ:
     _run_dir = os.path.join(tempfile.gettempdir(), f"runba-test-cache-{os.getppid()}")
     os.environ["RUNBA_CACHE_DIR"] = _run_dir
+
+# Fused kernels' fresh output buffers start as NaN in tests (runtime._new_buffer): an element
+# a kernel forgets to write fails the comparison instead of passing on recycled memory.
+os.environ.setdefault("RUNBA_POISON_OUTPUTS", "1")
