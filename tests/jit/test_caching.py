@@ -417,6 +417,29 @@ def test_large_outputs_reuse_freed_buffers_but_never_live_ones():
     np.testing.assert_allclose(second, double(x).numpy(), rtol=1e-6)
 
 
+def test_buffer_freed_while_the_pool_lock_is_held_does_not_deadlock():
+    """A pooled array can die while its own thread holds the pool's lock: an allocation
+    there can start a garbage collection that frees one held in a reference cycle, and its
+    finalizer hands the block back on the same thread. That must neither hang nor lose it."""
+    import threading
+
+    from runba.jit import runtime
+
+    runtime.clear_buffer_pool()
+    block = np.empty(runtime.POOL_MIN_BYTES, np.uint8)
+
+    def finalizer_inside_the_lock():
+        with runtime._pool_lock:
+            runtime._give_back(block)
+
+    t = threading.Thread(target=finalizer_inside_the_lock, daemon=True)
+    t.start()
+    t.join(10)
+    assert not t.is_alive(), "_give_back deadlocked on the pool lock"
+    assert runtime._pool[block.nbytes] == [block]
+    runtime.clear_buffer_pool()
+
+
 def test_ninth_specialisation_of_one_fused_function_warns_once():
     """Each call with a new structure (here: one more loop iteration, one more axis) is a new
     plan; the 9th for one fused function warns, naming it and the reason, and only once. (The

@@ -243,14 +243,22 @@ POOL_MIN_BYTES = 1 << 20
 POOL_MAX_BYTES = 512 << 20
 _pool: dict[int, list] = {}  # nbytes -> free blocks (uint8 arrays)
 _pool_bytes = [0]
-_pool_lock = threading.Lock()
+# Re-entrant, and nothing that allocates a container runs under it: an allocation can start
+# a garbage collection, which can free another pooled array held in a reference cycle, whose
+# finalizer calls _give_back again on this thread.
+_pool_lock = threading.RLock()
 
 
 def _give_back(block) -> None:
+    nbytes = block.nbytes
+    fresh = [] if nbytes not in _pool else None  # allocated before the lock is taken
     with _pool_lock:
-        if _pool_bytes[0] + block.nbytes <= POOL_MAX_BYTES:
-            _pool.setdefault(block.nbytes, []).append(block)
-            _pool_bytes[0] += block.nbytes
+        if _pool_bytes[0] + nbytes <= POOL_MAX_BYTES:
+            free = _pool.get(nbytes)
+            if free is None:
+                free = _pool[nbytes] = fresh if fresh is not None else []
+            free.append(block)
+            _pool_bytes[0] += nbytes
 
 
 # RUNBA_POISON_OUTPUTS=1 (the test suite sets it): every fresh buffer starts as NaN (a
