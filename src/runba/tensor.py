@@ -230,6 +230,9 @@ class Tensor:
     def data(self, other: Tensor):
         if other._lazy is not None:
             other._realize()
+        # a lazy tensor stops showing its graph node: the graph's value must not land on
+        # top of the storage assigned here when the graph runs
+        self._lazy = None
         self._data = other._data
         self.dtype = other.dtype
 

@@ -352,6 +352,8 @@ def _run_hooks(hooks, g):
 
 
 def _accumulate(t, g, create_graph, shared):
+    if g._lazy is not None and not create_graph:
+        g._realize()  # a fused backward's value: concrete before its storage is taken
     if t.grad is None:
         if create_graph:
             t.grad = g

@@ -128,6 +128,12 @@ class Recorder:
                         operand = f"{dt.name} operand: kernels never see {dt.name}"
                     elif a._data.size == 0:
                         operand = "empty tensor"
+        if not lazy_in and STATE.capture is None and not op.inplace:
+            # reached outside a fused function for a lazy operand of another thread's graph,
+            # realized just above: nothing is lazy any more, so the op runs as eager mode
+            # would (backward() in a second thread reads the forward's saved values so);
+            # in-place ops still take _cut, which realizes the graphs reading their target
+            return registry.run_eager(op, inputs, attrs)
         reason = self._cut_reason(op, inputs, attrs, operand)
         if reason is not None:
             return self._cut(op, inputs, attrs, reason)
