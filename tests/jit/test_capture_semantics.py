@@ -147,6 +147,23 @@ def test_python_integer_outside_the_compute_range_follows_eager(dtype, value):
     _assert_same_errors(lambda x: x + value, x)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_python_integer_too_large_for_a_float_raises_at_the_op(dtype):
+    # float(2**1100) overflows: eager raises at the op, so fused must too, and must leave
+    # the rest of the graph intact
+    x = runba.tensor([0.5, 1.0], dtype=getattr(runba, dtype))
+    _assert_same_errors(lambda x: x * 2**1100, x)
+    _assert_same_errors(lambda x: -(2**1100) + x, x)
+
+    def body(x):
+        good = x + 1
+        with pytest.raises(OverflowError):
+            x * 2**1100
+        return good
+
+    assert runba.fuse(body)(x).tolist() == [1.5, 2.0]
+
+
 # Every elementwise op the JIT lowers, on every dtype and operand form: errors at record time
 # must be eager's. Nothing is read, so nothing compiles.
 _UNARY = [

@@ -323,8 +323,8 @@ def _record_fast(op, inputs, attrs):
         else:
             t = type(a)
             key = SCALAR_KEYS.get(t)
-            if key is None:
-                return None
+            if key is None or (t is int and not -_FLOAT_INT_MAX <= a <= _FLOAT_INT_MAX):
+                return None  # (a huge int: the general path cuts, eager raises)
             node_inputs.append(a)
             ins.append(key)
             vals.append((t, a) if a or t is not float else scalar_value(a))  # scalar_value
@@ -383,6 +383,8 @@ def _half_reason(dtype) -> str:
 
 
 _IINFO: dict = {}
+# the largest Python int that float() converts (anything past it raises OverflowError)
+_FLOAT_INT_MAX = int(np.finfo(np.float64).max)
 
 
 def _result_cut_reason(op, inputs, out_dtype, compute):
@@ -391,6 +393,10 @@ def _result_cut_reason(op, inputs, out_dtype, compute):
     if out_dtype.compute is not out_dtype:
         return _half_reason(out_dtype)  # float16 is a storage type (DESIGN §3)
     if compute.category != INTEGER:
+        for a in inputs:
+            if type(a) is int and not -_FLOAT_INT_MAX <= a <= _FLOAT_INT_MAX:
+                # float(a) overflows: eager raises numpy's OverflowError at this op
+                return f"Python integer of {a.bit_length()} bits does not convert to float"
         return None
     # a kernel receives Python scalars converted to the compute dtype; numpy compares (and
     # rejects arithmetic with) integers outside its range by their value
