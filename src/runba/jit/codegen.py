@@ -82,12 +82,21 @@ class SourceOps:
         return f"abs({a})"
 
     def sign(self, a):
+        kind = self.dtype.np.kind
+        if kind == "b":  # bool stays bool (eager: numpy has no bool sign)
+            return a
+        if kind == "u":  # numba's np.sign reads unsigned as signed: sign(uint8 200) = 255
+            return f"{self.t}({a} != 0)"
         return f"np.sign({a})"
 
     def pow(self, a, b):
         return f"({a} ** {b})"
 
     def floor_divide(self, a, b):
+        if self.dtype.np.kind == "i":
+            # numba gives 0 for INT_MIN // -1 (at its own width: int64); numpy wraps to
+            # INT_MIN, which is -a. x // 0 and INT_MIN % -1 are 0 in both (error_model numpy).
+            return f"({self.t}(-{a}) if {b} == -1 else {a} // {b})"
         return f"({a} // {b})"
 
     def remainder(self, a, b):
