@@ -212,8 +212,11 @@ class Tensor:
         return st if dim is None else st[_wrap_dim(dim, self._data.ndim, "stride")]
 
     def is_contiguous(self) -> bool:
-        if self._lazy is not None:
-            return True  # fused results are written contiguously
+        node = self._lazy
+        if node is not None:  # the layout its value will have (kernels write C order)
+            from runba.jit.graph import layout_model
+
+            return layout_model(node).flags.c_contiguous
         return self._data.flags.c_contiguous
 
     def data_ptr(self) -> int:

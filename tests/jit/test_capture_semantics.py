@@ -320,3 +320,78 @@ def test_gradcheck_of_a_fused_function():
     b = runba.randn(4, dtype=runba.float64, requires_grad=True)
     f = runba.fuse(lambda x, b: ((x * b).tanh() + b).exp().sum(-1))
     assert runba.autograd.gradcheck(f, (x, b))
+
+
+# -- views of lazy values: aliasing, layout and view() errors are eager's
+
+
+def test_view_of_a_lazy_result_aliases_its_base():
+    a, b = randn(3, 4, seed=1), randn(3, 4, seed=2)
+
+    def body(a, b):
+        y = a + b
+        v = y.t()  # folded into its own kernel output, yet a view of y's value
+        v.mul_(0.0)
+        w = y[1:].t()
+        return y, v, w
+
+    eager = [t.numpy() for t in body(a, b)]
+    fused = runba.fuse(body)(a, b)
+    for f, e in zip(fused, eager):
+        np.testing.assert_array_equal(f.numpy(), e)
+    fused[0].add_(1.0)  # after the run too: y, v and w share storage as in eager mode
+    np.testing.assert_array_equal(fused[1].numpy(), np.ones((4, 3), np.float32))
+    np.testing.assert_array_equal(fused[2].numpy(), np.ones((4, 2), np.float32))
+
+    y = runba.fuse(lambda a, b: a * b)(a, b)
+    v = y.t()
+    y.zero_()
+    np.testing.assert_array_equal(v.numpy(), np.zeros((4, 3), np.float32))
+
+
+def _layouts(x):
+    y = x * 2.0  # a kernel output
+    r = x.sum(1, keepdim=True) * x  # a row kernel's output
+    return [y, y.t(), y[:, 1:], y.unsqueeze(0), r, r.t(), r[1:], y.t().t()]
+
+
+def test_layout_of_lazy_values_is_eagers_without_running_the_graph():
+    x = randn(3, 4, seed=3)
+    eager = [t.is_contiguous() for t in _layouts(x)]
+    lazy = runba.fuse(_layouts)(x)
+    assert [t.is_contiguous() for t in lazy] == eager
+    assert all(t._lazy is not None for t in lazy)  # nothing was realized to answer
+    y = lazy[0]
+    assert y.contiguous() is y  # a contiguous lazy value is its own contiguous()
+    assert lazy[1].contiguous() is not lazy[1]
+
+
+@pytest.mark.parametrize("pick", [1, 5], ids=["folded_view", "view_step"])
+def test_view_of_a_strided_lazy_value_raises_at_the_call(pick):
+    x = randn(3, 4, seed=4)
+    with pytest.raises(RuntimeError, match="view size is not compatible") as eager:
+        _layouts(x)[pick].view(12)
+    lazy = runba.fuse(_layouts)(x)
+    with pytest.raises(RuntimeError, match="view size is not compatible") as fused:
+        lazy[pick].view(12)
+    assert str(fused.value) == str(eager.value)
+    # the graph is intact: its other values still read, and a legal view works
+    np.testing.assert_allclose(lazy[0].numpy(), 2 * x.numpy(), rtol=1e-6)
+    assert lazy[3].view(12).shape == (12,)
+
+
+@pytest.mark.parametrize("row_kernel", [False, True])
+def test_in_place_write_through_a_lazy_view_reaches_the_gradient(row_kernel):
+    def body(w):
+        y = w.sum(1, keepdim=True) * w if row_kernel else w * 2.0
+        y[0].mul_(3.0)
+        return y.sum()
+
+    results = []
+    for fn in (body, runba.fuse(body)):
+        w = runba.ones(2, 3, requires_grad=True)
+        loss = fn(w)
+        loss.backward()
+        results.append((loss.item(), w.grad.numpy()))
+    assert results[1][0] == results[0][0]
+    np.testing.assert_allclose(results[1][1], results[0][1], rtol=1e-6)

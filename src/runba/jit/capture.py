@@ -226,6 +226,16 @@ class Recorder:
             elif kind == registry.MATMUL:
                 shape = (shapes[0][0], shapes[1][1])  # 2-D @ 2-D (_gemm_node_ok)
             else:
+                node = src._lazy
+                if (
+                    op.name == "reshape"
+                    and attrs["view_only"]
+                    and node is not None
+                    and (node.view_of is not None or node.op.kind == registry.MOVEMENT)
+                ):
+                    # a strided lazy value: view() raises eager's error here, at the call,
+                    # not when the graph runs
+                    _graph.view_model(op, _graph.layout_model(node), attrs)
                 rule = _VIEW_SHAPES.get(op.name)
                 if rule is not None:
                     shape = rule(src._data.shape, attrs)
@@ -242,9 +252,7 @@ class Recorder:
         out = registry._make(_graph.placeholder(node.shape, out_dtype), out_dtype)
         g.attach(node, out)
         if op.view:
-            src = inputs[0]
-            out._version = src._version
-            out._base = src if src._base is None else src._base
+            registry.link_view(op, attrs, inputs[0], out)
         if rg and op.differentiable and out_dtype.category == FLOATING and STATE.grad_enabled:
             registry.record_node(op, inputs, attrs, out)
         return out

@@ -79,4 +79,9 @@ def fold_view(graph, op, attrs: dict, src: LazyNode, shape: tuple):
             inputs.append(v)
         else:
             inputs.append(x)
-    return graph.add(src.op, tuple(inputs), src.attrs, src.dtype, src.compute, tuple(shape))
+    node = graph.add(src.op, tuple(inputs), src.attrs, src.dtype, src.compute, tuple(shape))
+    # the tensor showing this node is a view of src's: when src's value is kept too, the
+    # runtime hands out a numpy view of it instead, so writes through one show in the other
+    root, chain = src.view_of if src.view_of is not None else (src, ())
+    node.view_of = (root, (*chain, (op, attrs)))
+    return node

@@ -67,6 +67,7 @@ class LazyNode:
         "index",
         "graph",
         "sid",
+        "view_of",
     )
 
     def __init__(self, op, inputs, attrs, dtype, compute, shape, graph, index, sid):
@@ -80,6 +81,9 @@ class LazyNode:
         self.graph = graph
         self.index = index
         self.sid = sid
+        # (root node, ((view op, attrs), ...)) when fold.fold_view computes this view of
+        # root's value itself: the value handed out is then a numpy view of root's (aliasing)
+        self.view_of = None
 
     def alive(self) -> bool:
         """Is a tensor showing this value still referenced?"""
@@ -151,6 +155,56 @@ def placeholder(shape: tuple, dtype) -> np.ndarray:
     if len(_PLACEHOLDERS) < _MAX_PLACEHOLDERS:
         _PLACEHOLDERS[key] = arr
     return arr
+
+
+_as_strided = np.lib.stride_tricks.as_strided
+
+
+def _strided_model(shape, strides, npdt) -> np.ndarray:
+    # one element of memory under any shape and strides: only the layout is ever read
+    return _as_strided(np.zeros((), npdt), shape, strides, writeable=False)
+
+
+def _c_model(shape, npdt) -> np.ndarray:
+    strides = []
+    step = npdt.itemsize
+    for n in reversed(shape):
+        strides.append(step)
+        step *= max(n, 1)
+    return _strided_model(tuple(shape), tuple(reversed(strides)), npdt)
+
+
+def view_model(op, model: np.ndarray, attrs: dict) -> np.ndarray:
+    """View op ``op`` applied to a layout model (see :func:`layout_model`)."""
+    if op.name == "reshape" and not attrs["view_only"]:
+        v = model.view()
+        try:
+            v.shape = attrs["shape"]
+        except AttributeError:  # reshape copies: a fresh C-contiguous value
+            return _c_model(attrs["shape"], model.dtype)
+        return v
+    return op.impl(model, **attrs)  # a view; view() raises eager's error when it can't
+
+
+def layout_model(node: LazyNode) -> np.ndarray:
+    """An array with the shape and strides ``node``'s value will have once realized, over
+    one element of memory (never read): kernel outputs are C-contiguous, movement ops are
+    numpy views of their input, a folded view (``view_of``) is a view of its root's value.
+    Answers ``is_contiguous()`` and ``view()``'s stride check without running the graph."""
+    if node.view_of is not None:
+        root, chain = node.view_of
+        model = layout_model(root)
+        for op, attrs in chain:
+            model = view_model(op, model, attrs)
+        return model
+    if node.op.kind == registry.MOVEMENT:
+        x = node.inputs[0]
+        if isinstance(x, LazyNode):
+            model = layout_model(x)
+        else:
+            model = _strided_model(x.shape, x.strides, x.dtype)
+        return view_model(node.op, model, node.attrs)
+    return _c_model(node.shape, node.dtype.np)
 
 
 class Graph:

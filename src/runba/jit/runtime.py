@@ -578,6 +578,18 @@ def _run_steps(plan, nodes, values, level) -> int:
     return n_kernels
 
 
+def _aliased_view(node, values, key, own):
+    """A folded view's value (fold.py): the view of its root's value when the root is kept,
+    as eager mode's view aliases its base; else the kernel's own output ``own``."""
+    root, chain = node.view_of
+    v = values[root.index]
+    if v is None or not key[root.index] & 1:
+        return own
+    for op, attrs in chain:
+        v = op.impl(v, **attrs)
+    return v
+
+
 def run_graph(graph) -> None:
     nodes = graph.nodes
     level = cache.debug_level()  # os.environ is slow to read: once per graph
@@ -617,6 +629,8 @@ def run_graph(graph) -> None:
     for n, k in zip(nodes, key):
         if k & 1:
             v = values[n.index]
+            if n.view_of is not None:
+                v = _aliased_view(n, values, key, v)
             for r in n.refs:
                 t = r()
                 if t is not None and t._lazy is n:

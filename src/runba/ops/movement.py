@@ -451,7 +451,7 @@ def unbind(input, dim=0):
 @tensor_method()
 def contiguous(input, memory_format=None):
     """``input`` itself when C-contiguous, else a contiguous copy."""
-    if input._data.flags.c_contiguous:
+    if input.is_contiguous():  # a lazy value: the layout it will have
         return input
     from runba.ops.elementwise import CLONE
 

@@ -273,6 +273,19 @@ def _broadcast_error(op, inputs, err):
     return err
 
 
+def link_view(op: OpDef, attrs: dict, src, out) -> None:
+    """Make ``out``, the result of view op ``op`` on ``src``, a view of ``src``'s storage:
+    one version counter, one base, and (when a gradient flows) the chain of views from the
+    base, so an in-place write into the view reaches the base's gradient (PyTorch's
+    CopySlices; see ops/index.write_through_view)."""
+    out._version = src._version
+    out._base = src if src._base is None else src._base
+    if src._rg and STATE.grad_enabled:
+        extra = src._extra
+        chain = extra.get("view_chain", ()) if extra is not None and src._base is not None else ()
+        out._extra = {"view_chain": (*chain, (op, attrs))}
+
+
 def run_eager(op: OpDef, inputs: tuple, attrs: dict):
     """The eager path: numpy now, plus an autograd node when a gradient is needed."""
     if op.kind == ELEMENTWISE:
@@ -402,18 +415,7 @@ def run_eager(op: OpDef, inputs: tuple, attrs: dict):
             src = inputs[0]
             sd = src._data
             if base is sd or base is sd.base or _may_share_memory(result, sd):
-                out._version = src._version
-                out._base = src if src._base is None else src._base
-                if src._rg and STATE.grad_enabled:
-                    # remembered so an in-place write into the view reaches the base's
-                    # gradient (PyTorch's CopySlices; see ops/index.write_through_view)
-                    extra = src._extra
-                    chain = (
-                        extra.get("view_chain", ())
-                        if extra is not None and src._base is not None
-                        else ()
-                    )
-                    out._extra = {"view_chain": (*chain, (op, attrs))}
+                link_view(op, attrs, src, out)
 
     if op.differentiable and out_dtype.category == FLOATING and STATE.grad_enabled:
         for a in inputs:
