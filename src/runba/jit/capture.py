@@ -244,6 +244,13 @@ class Recorder:
                     # output shape
                     shape = op.impl(src._data, **attrs).shape
         g = _graph.current_graph()
+        for x in node_inputs:
+            if type(x) is _graph.LazyNode and x.graph is not g:
+                # another thread began running the operands' graph since they were read
+                # (current_graph() started a new one): wait for it, then take the values
+                with x.graph.lock:
+                    pass
+                return self.record(op, inputs, attrs)
         node = None
         if kind == registry.MOVEMENT and isinstance(node_inputs[0], _graph.LazyNode):
             node = fold_view(g, op, attrs, node_inputs[0], shape)  # view -> input strides
@@ -251,6 +258,8 @@ class Recorder:
             node = g.add(op, tuple(node_inputs), attrs, out_dtype, compute, tuple(shape))
         out = registry._make(_graph.placeholder(node.shape, out_dtype), out_dtype)
         g.attach(node, out)
+        if g.realized and _lost_to_another_thread(g, node, out):
+            return self.record(op, inputs, attrs)
         if op.view:
             registry.link_view(op, attrs, inputs[0], out)
         if rg and op.differentiable and out_dtype.category == FLOATING and STATE.grad_enabled:
@@ -357,9 +366,22 @@ def _record_fast(op, inputs, attrs):
     out = registry._make(data, out_dtype)
     out._lazy = node  # graph.attach, in line
     node.refs.append(_ref(out))
+    if graph.realized and _lost_to_another_thread(graph, node, out):
+        return None  # the general path records it again, its operands concrete now
     if rg and op.differentiable and out_dtype is dt and STATE.grad_enabled:
         registry.record_node(op, inputs, attrs, out)
     return out
+
+
+def _lost_to_another_thread(graph, node, out) -> bool:
+    """Called when ``graph`` was found realized right after ``node`` was added and ``out``
+    attached: another thread read one of its values meanwhile (nodes are appended without
+    the graph's lock; a lock per op would cost more than the rest of the check). Waits for
+    that run to end; True when it did not compute ``node`` (it saw the node before ``out``
+    kept it alive, or not at all), so the op must be recorded again in a new graph."""
+    with graph.lock:
+        pass
+    return out._lazy is node
 
 
 def _gemm_node_ok(inputs) -> bool:

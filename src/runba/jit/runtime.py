@@ -591,7 +591,9 @@ def _aliased_view(node, values, key, own):
 
 
 def run_graph(graph) -> None:
-    nodes = graph.nodes
+    # a copy: when another thread runs this graph, its owner may still be appending a node
+    # (capture._lost_to_another_thread records that op again, in a new graph)
+    nodes = graph.nodes[:]
     level = cache.debug_level()  # os.environ is slow to read: once per graph
     _poison[0] = env.get("RUNBA_POISON_OUTPUTS", "0") not in ("", "0")
     key = structural_key(nodes)  # a kept node's entry is odd
