@@ -296,9 +296,9 @@ class Graph:
             self.realized = True
             with _PENDING_LOCK:
                 _PENDING.discard(self)
+                registry.lazy_graphs[0] -= 1
             if STATE.graph is self:
                 STATE.graph = None  # new ops start a new graph, even if this run fails
-            registry.lazy_graphs[0] -= 1
             if self.nodes:
                 try:
                     _late("runba.jit.runtime", "run_graph")(self)
@@ -307,9 +307,9 @@ class Graph:
                     # failure is not transient, a KeyboardInterrupt say) - never hands out
                     # the NaN placeholders, and dispatch keeps routing its tensors here
                     self.realized = False
-                    registry.lazy_graphs[0] += 1
                     with _PENDING_LOCK:
                         _PENDING.add(self)
+                        registry.lazy_graphs[0] += 1
                     raise
             self.arrays = {}
             self.computed = {}
@@ -320,7 +320,8 @@ class Graph:
         # died; it no longer counts (dispatch's lazy-input test is skipped again at 0)
         if not self.realized:
             try:
-                registry.lazy_graphs[0] -= 1
+                with _PENDING_LOCK:
+                    registry.lazy_graphs[0] -= 1
             except Exception:  # noqa: BLE001 - interpreter shutdown: modules torn down
                 pass
 
@@ -347,7 +348,10 @@ def _late(module: str, name: str):
 
 # Every thread's pending graphs (weakly: a graph nobody can read any more needs no run).
 _PENDING: weakref.WeakSet = weakref.WeakSet()
-_PENDING_LOCK = threading.Lock()
+# Guards _PENDING and registry.lazy_graphs (``+= 1`` is three bytecodes: two threads could
+# lose an update and leave the count at 0 with a graph pending). Re-entrant: Graph.__del__
+# takes it, and a collection can run it while this thread holds it.
+_PENDING_LOCK = threading.RLock()
 
 
 def realize_readers(array: np.ndarray) -> None:
@@ -371,9 +375,9 @@ def current_graph() -> Graph:
             return g
         g.realize()
     g = STATE.graph = Graph()
-    registry.lazy_graphs[0] += 1
     with _PENDING_LOCK:
         _PENDING.add(g)
+        registry.lazy_graphs[0] += 1
     return g
 
 
