@@ -281,6 +281,21 @@ def test_backward_in_another_thread_than_the_fused_forward():
     np.testing.assert_allclose(grads[1], grads[0], rtol=1e-5, atol=1e-6)
 
 
+def test_gradient_accumulation_runs_another_threads_graph_reading_the_gradient_first():
+    import threading
+
+    w = randn(4, seed=8).requires_grad_()
+    (w * 3.0).sum().backward()  # w.grad = 3
+    pending = []
+    t = threading.Thread(target=lambda: pending.append(runba.fuse(lambda g: g * 2.0)(w.grad)))
+    t.start()
+    t.join()
+    assert pending[0]._lazy is not None  # recorded in that thread, not run yet
+    (w * 5.0).sum().backward()  # accumulates into w.grad in place: 3 + 5
+    np.testing.assert_array_equal(pending[0].numpy(), np.full(4, 6.0, np.float32))
+    np.testing.assert_array_equal(w.grad.numpy(), np.full(4, 8.0, np.float32))
+
+
 def test_recording_while_another_thread_runs_the_graph():
     """One thread records into its graph while a second thread reads values of that graph
     (and so runs it): an op added while the run is under way is recorded again in a new

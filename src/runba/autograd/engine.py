@@ -365,6 +365,10 @@ def _accumulate(t, g, create_graph, shared):
     elif create_graph:
         t.grad = t.grad + g
     else:
+        if registry.lazy_graphs[0]:
+            # a pending graph (another thread's: backward() ran this thread's) may read
+            # the old gradient: it runs first, as eager mode would have read it by now
+            registry.lazy_recorder.before_write(t.grad)
         t.grad._data += g._data
         t.grad._version[0] += 1
 
