@@ -686,6 +686,59 @@ def test_in_place_change_of_unsaved_tensor_is_fine():
     np.testing.assert_allclose(np_of(x.grad), np.exp([1.0, 2.0]))
 
 
+_READS_ONE_SIDE = {
+    # op on a (needs grad) and a constant: its gradient does not read a, so a may change
+    "mul": (lambda a: a * t64([2.0, 3.0], False), [2.0, 3.0]),
+    "rmul_scalar": (lambda a: 3 * a, [3.0, 3.0]),
+    "div": (lambda a: a / t64([2.0, 4.0], False), [0.5, 0.25]),
+    "matmul": (lambda a: a.unsqueeze(0) @ runba.ones(2, 2, dtype=runba.float64), [2.0, 2.0]),
+    "linear": (
+        lambda a: runba.nn.functional.linear(a.unsqueeze(0), runba.ones(3, 2, dtype=runba.float64)),
+        [3.0, 3.0],
+    ),
+    "index": (lambda a: a[runba.tensor([1, 1])], [0.0, 2.0]),
+    "mask": (lambda a: a[runba.tensor([True, False])], [1.0, 0.0]),
+    "index_select": (lambda a: a.index_select(0, runba.tensor([1])), [0.0, 1.0]),
+    "gather": (lambda a: a.gather(0, runba.tensor([1])), [0.0, 1.0]),
+}
+
+
+@pytest.mark.parametrize("name", list(_READS_ONE_SIDE))
+def test_in_place_change_of_an_input_the_gradient_does_not_read_is_fine(name):
+    # PyTorch saves x for x * w only when w needs a gradient: x[m] = x[m] * k works
+    fn, grad = _READS_ONE_SIDE[name]
+    x = t64([1.0, 2.0])
+    a = x * 1
+    y = fn(a)
+    a.add_(1.0)
+    y.sum().backward()
+    np.testing.assert_allclose(np_of(x.grad), grad)
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [lambda a, w: a * w, lambda a, w: w / a, lambda a, w: a.unsqueeze(0) @ w.unsqueeze(1)],
+    ids=["mul", "div", "matmul"],
+)
+def test_in_place_change_of_an_input_the_gradient_reads_still_raises(fn):
+    x = t64([1.0, 2.0])
+    w = t64([3.0, 4.0])
+    a = x * 1
+    y = fn(a, w)  # w's gradient (mul, matmul) or a's own (div) reads a
+    a.add_(1.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()
+
+
+def test_masked_update_of_a_non_leaf_like_pytorch():
+    x = t64([1.0, -2.0, 3.0, -4.0])
+    b = x * 1
+    m = b < 0
+    b[m] = b[m] * 0.5
+    b.sum().backward()
+    np.testing.assert_allclose(np_of(x.grad), [1.0, 0.5, 1.0, 0.5])
+
+
 def test_in_place_through_a_view_bumps_shared_version():
     x = t64([[1.0, 2.0], [3.0, 4.0]])
     a = x * 1

@@ -196,7 +196,10 @@ def record_node(op, inputs, attrs, out) -> None:
         if saves & SAVE_INPUTS:
             node.inputs = inputs
             # an in-place op's target is overwritten: its vjp must not read it
-            for a in inputs[1:] if op.inplace else inputs:
+            read = op.reads(needs) if op.reads is not None else None
+            for i, a in enumerate(inputs):
+                if (i == 0 and op.inplace) or (read is not None and not read[i]):
+                    continue  # not read by this vjp: may be written before backward
                 if isinstance(a, Tensor):
                     versions.append((a, a._version[0]))
         if saves & SAVE_OUTPUT:

@@ -101,6 +101,7 @@ MUL = _op(
         g * c.inputs[0] if c.needs[1] else None,
     ),
     SAVE_INPUTS,
+    reads=lambda needs: (needs[1], needs[0]),  # each gradient reads the other operand
 )
 DIV = _op(
     "div",
@@ -111,6 +112,7 @@ DIV = _op(
         -g * c.out / c.inputs[1] if c.needs[1] else None,
     ),
     SAVE_BOTH,
+    reads=lambda needs: (False, True),  # the numerator never: out stands in for it
 )
 
 

@@ -107,7 +107,16 @@ def _index_vjp(c, g):
     )
 
 
-INDEX = register(OpDef("index", EXTERN, impl=_index_impl, vjp=_index_vjp, saves=SAVE_INPUTS))
+INDEX = register(
+    OpDef(
+        "index",
+        EXTERN,
+        impl=_index_impl,
+        vjp=_index_vjp,
+        saves=SAVE_INPUTS,
+        reads=lambda needs: (False, *[True] * (len(needs) - 1)),  # the indices, not the data
+    )
+)
 
 
 def _index_backward_impl(g, *index_arrays, shape, template):
@@ -288,6 +297,7 @@ GATHER = register(
             None,
         ),
         saves=SAVE_INPUTS,
+        reads=lambda needs: (False, True),  # the index, not the data
     )
 )
 

@@ -92,6 +92,7 @@ MATMUL_OP = register(
         out_dtype=_promoted,
         vjp=_matmul_vjp,
         saves=SAVE_INPUTS,
+        reads=lambda needs: (needs[1], needs[0]),  # each gradient reads the other operand
     )
 )
 

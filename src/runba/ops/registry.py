@@ -73,6 +73,9 @@ class OpDef:
       ``ctx`` exposes ``inputs``, ``out``, ``attrs``, ``needs`` (the needs-grad mask) and
       ``in_shapes``. Returns one gradient (or None) per tensor input.
     * ``saves``: which of inputs/output the vjp reads.
+    * ``reads(needs)``: with ``saves`` holding the inputs, which of them the vjp reads for
+      that needs-grad mask (a bool per input); only those must not be written in place
+      before backward (``x * w`` with a frozen ``w`` never reads ``x``). Default: all.
     * ``view``: the output shares memory (and the version counter) with input 0.
     """
 
@@ -84,6 +87,7 @@ class OpDef:
         "out_dtype",
         "vjp",
         "saves",
+        "reads",
         "view",
         "differentiable",
         "float_args",
@@ -101,6 +105,7 @@ class OpDef:
         out_dtype=None,
         vjp=None,
         saves=SAVE_NONE,
+        reads=None,
         view=False,
         differentiable=True,
         float_args=False,
@@ -114,6 +119,7 @@ class OpDef:
         self.out_dtype = out_dtype
         self.vjp = vjp
         self.saves = saves
+        self.reads = reads
         self.view = view
         self.differentiable = differentiable and vjp is not None
         # compute integer inputs of a non-elementwise op in the default float (mean, softmax)
