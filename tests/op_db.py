@@ -1305,6 +1305,14 @@ for _op, _npf in (("argmax", np.argmax), ("argmin", np.argmin)):
     )
     add(_op, "int", _fn, _npf, A([3, 1, 4, 1, 5, 9, 2, 6], np.int64), grad=False)
 add("logsumexp", "dim", lambda x: R.logsumexp(x, 1), lambda x: ref_logsumexp(x, 1), _x34)
+add(  # integers are summed as floats: x - max(x) must not wrap around in uint8
+    "logsumexp",
+    "uint8",
+    lambda x: R.logsumexp(x, 1),
+    lambda x: ref_logsumexp(x.astype(np.float64), 1),
+    A([[1, 0, 2], [200, 3, 255]], np.uint8),
+    grad=False,
+)
 add(
     "logsumexp",
     "dim-tuple",

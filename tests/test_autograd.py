@@ -5,6 +5,7 @@ References are written by hand (closed-form derivatives), never by asking runba.
 
 from __future__ import annotations
 
+import math
 import threading
 import weakref
 
@@ -656,6 +657,19 @@ def test_in_place_on_leaf_requiring_grad_raises():
         x.add_(1.0)
     with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
         x[0] = 3.0
+
+
+@pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+def test_pow_with_a_tensor_exponent_at_zero_to_the_zero_has_gradient_zero():
+    # d/da a**b at b == 0 is 0 (PyTorch), not 0 * 0**-1 = NaN; x**x at 0 likewise
+    a = t64([0.0, 0.0, 2.0])
+    b = t64([0.0, 1.0, 3.0], False)
+    (a**b).sum().backward()
+    np.testing.assert_array_equal(np_of(a.grad), [0.0, 1.0, 12.0])
+    x = t64([0.0, 2.0])
+    (x**x).sum().backward()
+    np.testing.assert_allclose(np_of(x.grad), [0.0, 4.0 * (math.log(2.0) + 1.0)])
 
 
 # ---------------------------------------------------------------------------- version counters

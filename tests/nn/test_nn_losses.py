@@ -211,9 +211,32 @@ def test_unbatched_class_targets():
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
-def test_all_ignored_mean_is_nan_like_torch():
-    out = F.cross_entropy(runba.randn(2, 3), runba.tensor([-100, -100]))
+@pytest.mark.filterwarnings("ignore:divide by zero encountered:RuntimeWarning")
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_all_ignored_mean_is_nan_with_zero_gradients_like_torch(weighted, smoothing):
+    # an all-padding batch: loss NaN (0/0), but the gradient is 0, so a step leaves the
+    # weights finite
+    x = runba.randn(2, 3).requires_grad_()
+    w = runba.tensor([1.0, 2.0, 0.5]) if weighted else None
+    out = F.cross_entropy(x, runba.tensor([-100, -100]), weight=w, label_smoothing=smoothing)
     assert np.isnan(out.item())
+    out.backward()
+    np.testing.assert_array_equal(x.grad.numpy(), np.zeros((2, 3), np.float32))
+    logp = F.log_softmax(x.detach().requires_grad_(), 1)
+    F.nll_loss(logp, runba.tensor([-100, 1]), weight=w).backward()  # one kept: finite
+    assert np.isfinite(x.grad.numpy()).all()
+
+
+@pytest.mark.parametrize("bad", [-0.5, 1.5])
+def test_bce_input_outside_zero_one_raises_like_torch(bad):
+    t = runba.tensor([1.0, 0.0, 1.0])
+    with pytest.raises(RuntimeError, match="between 0 and 1"):
+        F.binary_cross_entropy(runba.tensor([0.3, bad, 0.2]), t)
+    with pytest.raises(RuntimeError, match="between 0 and 1"):
+        nn.BCELoss()(runba.tensor([0.3, 0.7, bad]), t)
+    edge = F.binary_cross_entropy(runba.tensor([0.0, 1.0, 0.5]), t)  # the ends are fine
+    assert np.isfinite(edge.item())
 
 
 def test_class_target_errors():

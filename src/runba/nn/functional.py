@@ -478,7 +478,12 @@ def _picked_log_probs(logp: Tensor, target: Tensor, weight, ignore_index: int, n
     w = keep.to(logp.dtype) if weight is None else weight[safe]
     if weight is not None and keep is not None:
         w = w * keep.to(w.dtype)
-    return picked * w, w, keep
+    loss = picked * w
+    if keep is not None:
+        # ignored targets get a zero gradient by selection, not by weight 0: with every
+        # target ignored the mean is 0/0 (NaN, as in PyTorch) and its gradient inf * 0
+        loss = _ew.where(keep, loss, 0.0)
+    return loss, w, keep
 
 
 def _unbatched(input: Tensor, target: Tensor):
@@ -546,7 +551,7 @@ def cross_entropy(
         lw = logp if weight is None else logp * weight.reshape(_channel_shape(logp))
         smooth = -lw.sum(1)
         if keep is not None:
-            smooth = smooth * keep.to(smooth.dtype)
+            smooth = _ew.where(keep, smooth, 0.0)
         eps = label_smoothing
         nll = nll * (1.0 - eps) + smooth * (eps / n_classes)
     if reduction == "none":
@@ -602,6 +607,11 @@ def binary_cross_entropy(
         raise ValueError(
             f"Using a target size ({target.shape}) that is different to the input size "
             f"({input.shape}) is deprecated. Please ensure they have the same size."
+        )
+    if bool(((input < 0) | (input > 1)).any()):  # NaN passes, as in PyTorch
+        raise RuntimeError(
+            "binary_cross_entropy: all elements of input should be between 0 and 1 (apply "
+            "sigmoid first, or use binary_cross_entropy_with_logits)"
         )
     loss = -(target * _safe_log(input) + (1.0 - target) * _safe_log(1.0 - input))
     if weight is not None:

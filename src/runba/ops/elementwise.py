@@ -123,7 +123,8 @@ def _pow_vjp(c, g):
         if isinstance(b, numbers.Number):
             ga = g * b * a ** (b - 1) if b != 0 else g * 0
         else:
-            ga = g * b * a ** (b - 1)
+            # 0 where b == 0 (d/da a^0), not 0 * 0**-1 = NaN at a == 0: PyTorch's choice
+            ga = g * where(b == 0, 0.0, b * a ** (b - 1))
     if c.needs[1]:
         # d/db a^b = a^b log a; defined as 0 where a == 0 and b >= 0 (PyTorch's choice)
         if isinstance(a, numbers.Number):

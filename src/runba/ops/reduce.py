@@ -407,6 +407,8 @@ def logsumexp(input, dim, keepdim=False):
     from runba.ops.elementwise import exp, isinf, log
 
     dims = normalize_dims(dim, input.ndim, "logsumexp")
+    if not input.dtype.is_floating_point:
+        input = input.float()  # integers: x - max(x) would wrap (uint8), and exp is float
     if _numel_over(input, dims) == 0:  # log(0) = -inf; amax of nothing would raise
         m = 0
     else:
