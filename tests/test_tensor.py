@@ -32,6 +32,14 @@ ALL_DTYPES = [
         (True, runba.bool),
         ([[1, 2], [3, 4]], runba.int64),
         ([2**40], runba.int64),
+        # numpy scalars and arrays in a sequence keep their dtype, promoted (PyTorch)
+        ([np.float64(1.0), 2], runba.float64),
+        ([[np.float64(1.0)], [2.0]], runba.float64),
+        ([np.float32(1.0), 2], runba.float32),
+        ([np.int32(1), 2], runba.int64),
+        ([np.int32(1), np.int32(2)], runba.int32),
+        ([np.uint8(3), True], runba.uint8),
+        ([np.array([1.0, 2.0]), [3.0, 4.0]], runba.float64),
     ],
 )
 def test_tensor_dtype_inference(data, dtype):
