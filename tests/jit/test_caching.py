@@ -56,6 +56,28 @@ def test_new_scalar_value_compiles_nothing_and_is_used():
     np.testing.assert_array_equal(three, x.numpy() * 3)
 
 
+def test_outputs_joined_by_shape_stay_right_when_a_later_call_has_other_sizes():
+    """``y + b`` reads only inputs and joins the kernel over ``x * 2`` when their shapes are
+    equal. Sizes are not in the plan key, so a call with the same structure where they
+    differ must not reuse that join (it looped over x's shape: wrong values, reads past b)."""
+    g = runba.fuse(lambda x, y, b: (x * 2.0, y + b))
+    y, b = randn(3, 4, seed=1), randn(4, seed=2)
+    expect = y.numpy() + b.numpy()
+    with Delta() as d:
+        outs = values(g(randn(3, 4), y, b))
+    assert d.launches == 1  # joined: one kernel
+    np.testing.assert_allclose(outs[1], expect, rtol=1e-6)
+    for shape in [(4, 3), (2, 6), (3, 4), (5, 4)]:
+        x = randn(*shape, seed=3)
+        outs = values(g(x, y, b))
+        np.testing.assert_allclose(outs[0], 2 * x.numpy(), rtol=1e-6)
+        np.testing.assert_allclose(outs[1], expect, rtol=1e-6)
+    f = runba.fuse(lambda x, y: (x * 2.0, y + 1.0))
+    values(f(randn(3, 4), randn(3, 4)))
+    y2 = randn(5, 6, seed=4)
+    np.testing.assert_allclose(values(f(randn(3, 4), y2))[1], y2.numpy() + 1, rtol=1e-6)
+
+
 def test_structure_change_misses_the_plan():
     f = runba.fuse(block)
     f(randn(4, 8), randn(8)).numpy()

@@ -157,8 +157,8 @@ def _to_kernel_axes(arr, rank, perm):
     return arr.transpose(perm)
 
 
-def _build_plan(nodes, kept):
-    plan = schedule(nodes, kept)
+def _build_plan(nodes, kept, siblings=True):
+    plan = schedule(nodes, kept, siblings)
     plan.bindings = {
         s.index: GroupBinding(s, nodes) for s in plan.steps if isinstance(s, KernelGroup)
     }
@@ -590,6 +590,21 @@ def _aliased_view(node, values, key, own):
     return v
 
 
+def _unguarded_plan(key, nodes, kept):
+    """The plan for a graph whose structure's plan relies on two shapes being equal that
+    are not here (schedule.Plan.guards): made without joins by shape, cached under its own
+    key (``key`` + -1, never a node entry)."""
+    key = (*key, -1)
+    plan = cache.get_plan(key)
+    if plan is None:
+        plan = _build_plan(nodes, kept, siblings=False)
+        cache.put_plan(key, plan)
+        cache.debug(
+            3, f"new plan (sizes differ where the cached plan joins by shape): {len(nodes)} nodes"
+        )
+    return plan
+
+
 def run_graph(graph) -> None:
     # a copy: when another thread runs this graph, its owner may still be appending a node
     # (capture._lost_to_another_thread records that op again, in a new graph)
@@ -611,6 +626,11 @@ def run_graph(graph) -> None:
             f"new plan ({reason}): {len(nodes)} nodes -> {len(plan.steps)} steps "
             f"in {(time.perf_counter() - t0) * 1e3:.2f} ms",
         )
+    if plan.guards:
+        for i, j in plan.guards:
+            if nodes[i].shape != nodes[j].shape:
+                plan = _unguarded_plan(key, nodes, [bool(k & 1) for k in key])
+                break
     if listeners:
         for fn in listeners:
             fn("plan", graph, plan, kept)

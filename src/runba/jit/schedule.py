@@ -117,18 +117,24 @@ class Plan:
     """The steps of one graph structure, in execution order; ``launchers`` caches the
     compiled kernel per (group index, layout variant), filled by the runtime."""
 
-    __slots__ = ("steps", "launchers", "bindings")
+    __slots__ = ("steps", "launchers", "bindings", "guards")
 
-    def __init__(self, steps):
+    def __init__(self, steps, guards=()):
         self.steps = steps
         self.launchers: dict = {}
         self.bindings: dict = {}  # group index -> runtime.GroupBinding
+        # (i, j): nodes i and j had equal shapes when this plan was made, and it relies on
+        # that (a sibling joined a kernel by shape); a graph of the same structure where
+        # they differ takes another plan (runtime.run_graph)
+        self.guards = guards
 
 
 class _Builder:
-    def __init__(self, nodes, kept):
+    def __init__(self, nodes, kept, siblings=True):
         self.nodes = nodes
         self.kept = kept
+        self.siblings = siblings  # may a node join a kernel it shares only a shape with?
+        self.guards: list = []
         self.steps: list = []
         self.step_of: list = [None] * len(nodes)
         self.full_shape: dict[int, tuple] = {}  # group index -> full shape (this graph)
@@ -221,9 +227,17 @@ class _Builder:
     # -- the rules
     def _sibling(self, node):
         """The latest kernel group over ``node``'s shape: a node that reads only inputs and
-        scalars joins it instead of starting a kernel of its own (``(t < 0) | (t >= n)``)."""
+        scalars joins it instead of starting a kernel of its own (``(t < 0) | (t >= n)``).
+        Equal sizes are not part of the structural key, so the plan keeps a guard: the node
+        and a FULL member of the group must have equal shapes wherever the plan is reused."""
+        if not self.siblings:
+            return []
         for s in reversed(self.steps):
             if isinstance(s, KernelGroup) and self.full_shape[s.index] == node.shape:
+                member = next((i for i in s.nodes if s.roles[i] == FULL), None)
+                if member is None:
+                    return []
+                self.guards.append((node.index, member))
                 return [s]
         return []
 
@@ -326,13 +340,15 @@ class _Builder:
             if isinstance(s, KernelGroup):
                 s.outputs = [i for i in s.nodes if self.kept[i] or i in consumers_outside]
         # groups that write nothing (every value dead) are dropped
-        return Plan([s for s in self.steps if not isinstance(s, KernelGroup) or s.outputs])
+        steps = [s for s in self.steps if not isinstance(s, KernelGroup) or s.outputs]
+        return Plan(steps, tuple(self.guards))
 
 
-def schedule(nodes, kept) -> Plan:
+def schedule(nodes, kept, siblings=True) -> Plan:
     """Group ``nodes`` (a graph in recording order) into steps; ``kept[i]``: node i's value
-    must be produced."""
-    b = _Builder(nodes, kept)
+    must be produced. ``siblings=False``: no node joins a kernel by its shape alone (the plan
+    for graphs where a guarded equality of sizes does not hold, see :class:`Plan`)."""
+    b = _Builder(nodes, kept, siblings)
     # Dead values (nobody holds them, nothing live reads them) get no step at all.
     live = list(kept)
     for node in reversed(nodes):
