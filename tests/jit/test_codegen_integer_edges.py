@@ -72,3 +72,20 @@ def test_unsigned_division_by_zero():
         return [c // b, c % b, c // 0, c % 0]
 
     _check(fn, ["a // b", "a % b", "a // 0", "a % 0"], a, b)
+
+
+def test_narrow_intermediates_wrap_to_their_dtype_inside_a_kernel():
+    # numba computes uint8/int32 in 64 bits and bools as ints; eager's numpy wraps every
+    # intermediate: (250 + 250) // 2 is 122 in uint8, and True + True is True
+    u8 = runba.tensor(np.array([250, 200, 3], np.uint8))
+    c8 = runba.tensor(np.array([5, 4, 1], np.uint8))
+    _check(
+        lambda a, c: [(a + a) // 2, (a - c).float(), ((a * 2) > 200)],
+        ["(a + a) // 2", "(a - c).float()", "a * 2 > 200"],
+        u8,
+        c8,
+    )
+    i32 = runba.tensor(np.array([2**31 - 1, 5], np.int32))
+    _check(lambda x: [(x + 1) < 0, (x * 4).double()], ["x + 1 < 0", "(x * 4).double()"], i32)
+    b = runba.tensor(np.array([True, False, True]))
+    _check(lambda x: [(x + x).long(), (x * x).long()], ["(x + x).long()", "(x * x).long()"], b)

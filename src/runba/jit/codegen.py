@@ -311,6 +311,10 @@ def _update(op_name, acc, v, dtype, imports):
     return f"{v} if {v} < {acc} else {acc}"
 
 
+# numpy kind -> the itemsize numba's arithmetic widens it to (bool: any int is wider)
+_WIDENED = {"i": 8, "u": 8, "b": 2}
+
+
 class _Emitter:
     def __init__(self, group, nodes, args, layout, scalar_of):
         self.group = group
@@ -381,6 +385,10 @@ class _Emitter:
             operands.append(v)
         body = node.op.expr(SourceOps(compute, self.imports), *operands, **node.attrs)
         if node.dtype != compute and node.dtype.np.name != "bool":
+            body = f"{np_type(node.dtype)}({body})"
+        elif node.dtype == compute and _WIDENED.get(compute.np.kind, 0) > compute.np.itemsize:
+            # numba computes narrow ints in int64/uint64 and bools as ints: wrap the value to
+            # its dtype here, as eager's numpy result is, before another op reads it
             body = f"{np_type(node.dtype)}({body})"
         name = self.name(i)
         lines.append(" " * indent + f"{name} = {body}")
