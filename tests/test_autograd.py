@@ -1080,3 +1080,18 @@ def test_saved_output_sees_in_place_writes_and_version_check_still_fires():
     y.add_(1)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         y.sum().backward()
+
+
+def test_assigning_grad_checks_type_shape_and_dtype_like_pytorch():
+    x = runba.zeros(3, requires_grad=True)
+    x.grad = runba.ones(3)
+    np.testing.assert_array_equal(x.grad.numpy(), np.ones(3))
+    x.grad = None
+    assert x.grad is None
+    with pytest.raises(RuntimeError, match="different size"):
+        x.grad = runba.zeros(4)
+    with pytest.raises(RuntimeError, match="different type"):
+        x.grad = runba.zeros(3, dtype=runba.float64)
+    with pytest.raises(TypeError, match="Tensor or None"):
+        x.grad = 0.0
+    assert x.grad is None  # a refused assignment changes nothing

@@ -99,7 +99,7 @@ class Tensor:
         "dtype",
         "_version",
         "_rg",
-        "grad",
+        "_grad",
         "grad_fn",
         "_base",
         "_extra",
@@ -125,7 +125,7 @@ class Tensor:
         t.dtype = dtype
         t._version = [0]
         t._rg = False
-        t.grad = None
+        t._grad = None
         t.grad_fn = None
         t._base = None
         t._extra = None
@@ -223,6 +223,32 @@ class Tensor:
         if self._lazy is not None:
             self._realize()
         return self._data.__array_interface__["data"][0]
+
+    @property
+    def grad(self) -> Tensor | None:
+        """The gradient ``backward()`` accumulated here (None until then). Assigning checks,
+        like PyTorch, that it is None or a tensor of this one's shape and dtype."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value) -> None:
+        if value is not None:
+            if not isinstance(value, Tensor):
+                raise TypeError(
+                    "assigned grad expected to be a Tensor or None but got grad of type "
+                    f"{type(value).__name__}"
+                )
+            if value.shape != self.shape:
+                raise RuntimeError(
+                    f"assigned grad has data of a different size: grad {list(value.shape)}, "
+                    f"tensor {list(self.shape)}"
+                )
+            if value.dtype is not self.dtype:
+                raise RuntimeError(
+                    f"assigned grad has data of a different type: grad {value.dtype.name}, "
+                    f"tensor {self.dtype.name}"
+                )
+        self._grad = value
 
     @property
     def data(self) -> Tensor:
