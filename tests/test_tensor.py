@@ -704,3 +704,26 @@ def test_division_by_zero_is_silent_like_torch():
         [sys.executable, "-W", "error::RuntimeWarning", "-c", code], capture_output=True, text=True
     )
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("base_dtype", [runba.float64, runba.int64, runba.float32])
+def test_new_creation_methods_take_the_tensors_dtype_like_pytorch(base_dtype):
+    x = runba.tensor([1, 2], dtype=base_dtype)
+    for t, fill in [
+        (x.new_zeros(2, 3), 0),
+        (x.new_zeros((2, 3)), 0),
+        (x.new_ones([2, 3]), 1),
+        (x.new_full((2, 3), 7), 7),
+    ]:
+        assert t.dtype is base_dtype and t.shape == (2, 3)
+        np.testing.assert_array_equal(t.numpy(), np.full((2, 3), fill))
+    assert x.new_empty(4).shape == (4,) and x.new_empty(4).dtype is base_dtype
+    n = x.new_tensor([[3, 4]])
+    assert n.dtype is base_dtype and n.tolist() == [[3, 4]]
+    assert x.new_full((2,), 2.5, dtype=runba.float32).tolist() == [2.5, 2.5]
+    g = x.new_zeros(3, dtype=runba.float32, requires_grad=True)
+    assert g.requires_grad and g.dtype is runba.float32
+    src = np.array([1.0, 2.0])
+    c = x.new_tensor(src)
+    src[0] = 9.0
+    assert c.tolist()[0] == 1  # a copy

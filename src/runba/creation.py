@@ -307,3 +307,42 @@ def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None) -> Tenso
     else:
         shape = _size((size,))
     return randn(shape, generator=generator, dtype=dtype) * std + mean
+
+
+# -- Tensor.new_*: a new tensor with this one's dtype unless ``dtype`` says otherwise
+def _new_zeros(self, *size, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """``zeros(*size)`` of this tensor's dtype by default.
+
+    >>> tensor([1, 2]).new_zeros(2, 3).dtype
+    runba.int64
+    """
+    return zeros(*size, dtype=_like(self, dtype), device=device, requires_grad=requires_grad)
+
+
+def _new_ones(self, *size, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """``ones(*size)`` of this tensor's dtype by default."""
+    return ones(*size, dtype=_like(self, dtype), device=device, requires_grad=requires_grad)
+
+
+def _new_empty(self, *size, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """``empty(*size)`` of this tensor's dtype by default."""
+    return empty(*size, dtype=_like(self, dtype), device=device, requires_grad=requires_grad)
+
+
+def _new_full(self, size, fill_value, *, dtype=None, device=None, requires_grad=False):
+    """``full(size, fill_value)`` of this tensor's dtype by default (not the value's)."""
+    d = _like(self, dtype)
+    return full(size, fill_value, dtype=d, device=device, requires_grad=requires_grad)
+
+
+def _new_tensor(self, data, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """``tensor(data)`` (a copy) of this tensor's dtype by default."""
+    d = _like(self, dtype)
+    return tensor(data, dtype=d, device=device, requires_grad=requires_grad)
+
+
+Tensor.new_zeros = _new_zeros
+Tensor.new_ones = _new_ones
+Tensor.new_empty = _new_empty
+Tensor.new_full = _new_full
+Tensor.new_tensor = _new_tensor
