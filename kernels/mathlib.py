@@ -7,8 +7,8 @@ vectorises to AVX2/AVX-512 code.
 
 Every helper is ``@njit(inline="always")``: Numba inlines it at IR level into the calling
 kernel, which then applies *its own* ``fastmath`` and ``error_model`` flags. The code is
-written to stay accurate under the project flags ``{"contract", "afn", "reassoc", "nsz",
-"arcp"}`` as well as under strict IEEE (the tests check both):
+written to stay accurate under the project flags ``{"contract", "afn", "reassoc", "nsz"}``
+as well as under strict IEEE (the tests check both):
 
 * no algorithm relies on a rounding error surviving reassociation (no Fast2Sum). The one
   place that needs exact float steps, exp's range reduction (round by adding 1.5 * 2**23,
@@ -76,8 +76,9 @@ __all__ = [
 ]
 
 #: The fastmath flags generated kernels use (and the helpers are compiled with).
-#: ``nnan``/``ninf`` are deliberately absent so ``x != x`` and ``x == inf`` keep working.
-FASTMATH = frozenset({"contract", "afn", "reassoc", "nsz", "arcp"})
+#: ``nnan``/``ninf`` are deliberately absent so ``x != x`` and ``x == inf`` keep working;
+#: ``arcp`` too (it lets ``y / sqrt(x)`` become an approximate rsqrt: see loader.py).
+FASTMATH = frozenset({"contract", "afn", "reassoc", "nsz"})
 
 _helper = numba.njit(inline="always", error_model="numpy", fastmath=set(FASTMATH))
 

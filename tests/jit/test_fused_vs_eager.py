@@ -259,3 +259,16 @@ def test_every_lowerable_elementwise_op_is_tested():
         nargs = 3 if name == "where" else (2 if name in ARITH + COMPARE else 1)
         attrs = {"dtype": runba.float32} if name == "cast" else {}
         assert _expr_lowerable(op, nargs, attrs), f"{name} has no fused lowering"
+
+
+@pytest.mark.parametrize("n", [6, 6 * 4096], ids=["serial", "parallel"])
+def test_division_by_a_square_root_keeps_ieee_special_values(n):
+    # the kernels' fastmath flags once allowed LLVM to turn y / sqrt(x) into an approximate
+    # rsqrt plus a Newton step: NaN at 0 and inf, -inf for denormals
+    base = np.array([0.0, -0.0, np.inf, 1e-45, 1e-40, 4.0], np.float32)
+    x = runba.tensor(np.tile(base, n // 6))
+    y = runba.tensor(np.tile(np.float32([1.0, 2.0, 3.0, -1.0, 1.0, 2.0]), n // 6))
+    for fn in (lambda x, y: x.rsqrt(), lambda x, y: y / x.sqrt(), lambda x, y: y / (x.sqrt() * 2)):
+        want = fn(x, y).numpy()
+        got = runba.fuse(fn)(x, y).numpy()
+        np.testing.assert_array_equal(got, want)
