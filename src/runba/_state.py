@@ -14,8 +14,10 @@ class _ThreadState(threading.local):
         self.capture = None
         # The JIT's pending lazy graph of this thread (runba.jit.graph.Graph) or None.
         self.graph = None
-        # The fused function or module running now (its graphs count its specialisations).
+        # The fused function or module running now (its graphs count its specialisations),
+        # and a number for the current call of it (graphs of one call are not respecialisations)
         self.fuse_origin = None
+        self.fuse_call = 0
 
 
 STATE = _ThreadState()

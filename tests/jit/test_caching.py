@@ -587,6 +587,34 @@ def test_ninth_specialisation_of_one_fused_function_warns_once():
     assert not [w for w in caught if issubclass(w.category, runba.jit.RecompileWarning)]
 
 
+def test_many_graphs_in_one_call_are_not_respecialisations():
+    """A fused training step realizes several graphs per call (forward, backward, optimizer),
+    each its own structure; repeating the same step must not warn. Structures that first
+    appear in a later call still count."""
+
+    def step(x, depth):
+        y = x
+        total = 0.0
+        for _ in range(depth):
+            y = y.unsqueeze(0) * 2.0  # one more axis: a new structure
+            total += float(y.sum())  # a realization point: one graph per iteration
+        return total
+
+    f = runba.fuse(step)
+    x = randn(3, seed=5)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            assert f(x, 10) == step(x, 10)
+    assert not [w for w in caught if issubclass(w.category, runba.jit.RecompileWarning)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for depth in range(11, 20):  # 9 new structures in later calls
+            f(x, depth)
+    msgs = [str(w.message) for w in caught if issubclass(w.category, runba.jit.RecompileWarning)]
+    assert len(msgs) == 1 and "9 specialisations" in msgs[0], msgs
+
+
 def _tanh_chain(x, b):
     return (x * 2 + b).tanh()
 

@@ -137,19 +137,28 @@ class RecompileWarning(UserWarning):
     """A fused function or module keeps meeting new graph structures."""
 
 
-def note_specialisation(origin, key, reason: str) -> None:
-    """Count a new plan for ``origin``; warn once when it passes the limit."""
+def note_specialisation(origin, key, reason: str, call: int = 0) -> None:
+    """Count a new plan for ``origin``; warn once when it passes the limit. The structures
+    of ``origin``'s first call (number ``call``) are its baseline: a training step realized
+    as ten graphs is one specialisation, and only structures that appear in later calls
+    count (a new dtype, depth or mode)."""
     if origin is None:
         return
     with _lock:
         try:
-            keys = _specialisations.setdefault(origin, set())
+            seen = _specialisations.get(origin)
+            if seen is None:
+                seen = _specialisations[origin] = [call, set(), set()]
         except TypeError:  # not weak-referenceable: not counted
             return
-        if len(keys) > SPECIALISATION_LIMIT:
-            return  # warned already; stop growing
-        keys.add(key)
-        n = len(keys)
+        first, baseline, later = seen
+        if len(later) >= SPECIALISATION_LIMIT or key in baseline:
+            return  # warned already (stop growing), or seen in the first call
+        if call == first:
+            baseline.add(key)
+            return
+        later.add(key)
+        n = len(later) + 1  # the first call's structure(s) count as one
     if n == SPECIALISATION_LIMIT + 1:
         name = getattr(origin, "__qualname__", None) or type(origin).__name__
         warnings.warn(

@@ -35,6 +35,7 @@ stay referenced, so realization materializes them, and ``backward()`` realizes f
 from __future__ import annotations
 
 import functools
+import itertools
 import weakref
 
 import numpy as np
@@ -494,6 +495,10 @@ def realize(*tensors) -> None:
         g.realize()
 
 
+# numbers calls of fused functions and modules (STATE.fuse_call; next() is atomic)
+_calls = itertools.count(1)
+
+
 class _Capturing:
     """Context: record ops of this thread into its pending graph, on behalf of ``origin``
     (the fused function or module: the owner of the graphs for the specialisation count)."""
@@ -508,10 +513,13 @@ class _Capturing:
         self.prev_origin = STATE.fuse_origin
         STATE.capture = RECORDER
         if self.origin is not None:
+            if self.prev_origin is not self.origin:  # a new call, not a nested entry
+                STATE.fuse_call = next(_calls)
             STATE.fuse_origin = self.origin
             g = STATE.graph
             if g is not None and g.origin is None:
                 g.origin = self.origin
+                g.call = STATE.fuse_call
 
     def __exit__(self, *exc):
         STATE.capture = self.prev
@@ -561,10 +569,13 @@ def fuse(obj=None):
         # capturing(fused) without the context object (~0.5 µs a call)
         prev, prev_origin = STATE.capture, STATE.fuse_origin
         STATE.capture = RECORDER
+        if prev_origin is not fused:  # a new call, not a recursive one
+            STATE.fuse_call = next(_calls)
         STATE.fuse_origin = fused
         g = STATE.graph
         if g is not None and g.origin is None:
             g.origin = fused
+            g.call = STATE.fuse_call
         try:
             return obj(*args, **kwargs)
         finally:

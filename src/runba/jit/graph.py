@@ -218,6 +218,7 @@ class Graph:
         self.lock = threading.RLock()
         self.realized = False
         self.origin = STATE.fuse_origin  # the fused function/module that started it
+        self.call = STATE.fuse_call  # which call of it (cache.note_specialisation)
         # the concrete storage the nodes read, by id (add() keeps it; realize_readers reads)
         self.arrays: dict[int, np.ndarray] = {}
         # hash-consing: value key -> the node computing it (see add)

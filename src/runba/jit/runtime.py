@@ -620,7 +620,7 @@ def run_graph(graph) -> None:
         t0 = time.perf_counter()
         plan = _build_plan(nodes, kept)
         cache.put_plan(key, plan)
-        cache.note_specialisation(graph.origin, key, reason)
+        cache.note_specialisation(graph.origin, key, reason, graph.call)
         cache.debug(
             3,
             f"new plan ({reason}): {len(nodes)} nodes -> {len(plan.steps)} steps "
