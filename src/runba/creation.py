@@ -41,11 +41,10 @@ def _infer_dtype(data) -> _dt.dtype:
     if isinstance(data, np.generic):
         return _dt.from_numpy_dtype(data.dtype, "tensor")
     if isinstance(data, (list, tuple)):
-        typed = _numpy_typed_elements(data, [])
+        typed, rest = _split_elements(data, [], [])
         if typed:
             # numpy scalars and arrays in a sequence keep their dtype, promoted with the
             # Python numbers' (PyTorch: [np.float64(1), 2] is float64, [np.int32(1), 2] int64)
-            rest = _python_elements(data, [])
             d = _dt.from_numpy_dtype(typed[0], "tensor")
             for t in typed[1:]:
                 d = _dt.promote_types(d, _dt.from_numpy_dtype(t, "tensor"))
@@ -63,24 +62,17 @@ def _infer_dtype(data) -> _dt.dtype:
     raise TypeError(f"tensor(): could not infer a dtype from data of numpy kind {arr.dtype}")
 
 
-def _numpy_typed_elements(data, out: list) -> list:
-    """The dtypes of the numpy scalars and arrays inside nested lists/tuples ``data``."""
+def _split_elements(data, typed: list, plain: list) -> tuple[list, list]:
+    """The leaves of nested lists/tuples ``data``: the dtypes of its numpy scalars and
+    arrays (``typed``), and its plain Python values (``plain``)."""
     for x in data:
         if isinstance(x, (list, tuple)):
-            _numpy_typed_elements(x, out)
+            _split_elements(x, typed, plain)
         elif isinstance(x, (np.generic, np.ndarray)):
-            out.append(x.dtype)
-    return out
-
-
-def _python_elements(data, out: list) -> list:
-    """The plain Python numbers inside nested lists/tuples ``data``."""
-    for x in data:
-        if isinstance(x, (list, tuple)):
-            _python_elements(x, out)
-        elif not isinstance(x, (np.generic, np.ndarray)):
-            out.append(x)
-    return out
+            typed.append(x.dtype)
+        else:
+            plain.append(x)
+    return typed, plain
 
 
 def _flatten_tensors(data):

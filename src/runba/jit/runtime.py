@@ -251,13 +251,10 @@ _pool_lock = threading.RLock()
 
 def _give_back(block) -> None:
     nbytes = block.nbytes
-    fresh = [] if nbytes not in _pool else None  # allocated before the lock is taken
+    fresh = []  # a first block of this size's list, allocated before the lock is taken
     with _pool_lock:
         if _pool_bytes[0] + nbytes <= POOL_MAX_BYTES:
-            free = _pool.get(nbytes)
-            if free is None:
-                free = _pool[nbytes] = fresh if fresh is not None else []
-            free.append(block)
+            _pool.setdefault(nbytes, fresh).append(block)
             _pool_bytes[0] += nbytes
 
 
