@@ -78,6 +78,36 @@ def test_outputs_joined_by_shape_stay_right_when_a_later_call_has_other_sizes():
     np.testing.assert_allclose(values(f(randn(3, 4), y2))[1], y2.numpy() + 1, rtol=1e-6)
 
 
+@pytest.mark.parametrize(
+    "fn, first, later",
+    [
+        # a trailing row kernel: y's last size is free against x.sum(-1, keepdim=True)
+        (lambda x, y: y - x.sum(-1, keepdim=True), [(3, 5), (3, 5)], [(3, 5), (3, 7)]),
+        # an interior reduction (a permuted row kernel): y's sizes on axes 0 and 2 are free
+        (lambda x, y: y - x.mean((0, 2), keepdim=True), [(2, 3, 6)] * 2, [(2, 3, 6), (4, 3, 3)]),
+        # a column kernel
+        (lambda x, y: y * x.amax(0, keepdim=True), [(4, 5), (4, 5)], [(4, 5), (7, 5)]),
+    ],
+)
+def test_broadcast_against_row_values_stays_right_when_a_later_call_has_other_sizes(
+    fn, first, later
+):
+    """``y - stats``, stats a keepdim reduction of x, joins x's row kernel as a full-shape
+    value when y happens to be as big as x; the structure holds no sizes, so a later call
+    where y is bigger or smaller on the reduced axes must not reuse that join (it gave NaN,
+    uninitialised memory, or a reshape error)."""
+    f = runba.fuse(fn)
+    args = [randn(*s, seed=i) for i, s in enumerate(first)]
+    np.testing.assert_allclose(f(*args).numpy(), fn(*args).numpy(), rtol=1e-5, atol=1e-6)
+    for _ in range(2):  # the second time from the plan cache
+        args = [randn(*s, seed=i + 5) for i, s in enumerate(later)]
+        got, want = f(*args).numpy(), fn(*args).numpy()
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    args = [randn(*s, seed=i + 9) for i, s in enumerate(first)]
+    np.testing.assert_allclose(f(*args).numpy(), fn(*args).numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_structure_change_misses_the_plan():
     f = runba.fuse(block)
     f(randn(4, 8), randn(8)).numpy()

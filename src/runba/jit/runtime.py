@@ -354,7 +354,8 @@ def _run_permuted_group(plan, step, nodes, values, nthreads, level, b):
         node = nodes[i]
         buf = _new_buffer(node.shape, node.dtype.np)
         values[i] = buf
-        outs.append(_compact(_to_kernel_axes(buf, rank, perm), [full[d] for d in od]))
+        # dropping size-1 axes is always a view here; raise rather than write to a copy
+        outs.append(_in_place_view(_to_kernel_axes(buf, rank, perm), [full[d] for d in od] or [1]))
     layout = _layout(b, arrays, outs)
     sizes = _loop_sizes(layout, full)
     args = [_merged_view(arr, ax, sizes) for arr, ax in zip(arrays, layout.arg_axes)]
@@ -624,8 +625,8 @@ def run_graph(graph) -> None:
             f"in {(time.perf_counter() - t0) * 1e3:.2f} ms",
         )
     if plan.guards:
-        for i, j in plan.guards:
-            if nodes[i].shape != nodes[j].shape:
+        for i, (j, pos) in plan.guards:
+            if nodes[i].shape != (nodes[j].shape if pos is None else nodes[j].inputs[pos].shape):
                 plan = _unguarded_plan(key, nodes, [bool(k & 1) for k in key])
                 break
     if listeners:

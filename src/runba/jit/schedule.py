@@ -123,9 +123,11 @@ class Plan:
         self.steps = steps
         self.launchers: dict = {}
         self.bindings: dict = {}  # group index -> runtime.GroupBinding
-        # (i, j): nodes i and j had equal shapes when this plan was made, and it relies on
-        # that (a sibling joined a kernel by shape); a graph of the same structure where
-        # they differ takes another plan (runtime.run_graph)
+        # (i, (j, pos)): node i's shape equalled that of node j (pos None) or of node j's
+        # input pos when this plan was made, and the plan relies on it (a node joined a
+        # kernel by shape: a sibling, or a broadcast against the kernel's row values); a
+        # graph of the same structure where they differ takes another plan
+        # (runtime.run_graph)
         self.guards = guards
 
 
@@ -190,6 +192,15 @@ class _Builder:
                 return None
         return role
 
+    def _full_by_size(self, g, node) -> bool:
+        """Whether ``node`` has ``g``'s full shape only by its sizes: no input of it is a
+        FULL value of ``g`` (a FULL input has the full shape in every graph of this
+        structure, and so has a result broadcast with it)."""
+        for x in node.inputs:
+            if isinstance(x, LazyNode) and self.step_of[x.index] is g and g.roles[x.index] == FULL:
+                return False
+        return True
+
     def _new_arrays(self, g, node) -> int:
         """Arrays ``node`` would add to ``g``'s kernel arguments (an upper bound)."""
         return sum(
@@ -237,7 +248,7 @@ class _Builder:
                 member = next((i for i in s.nodes if s.roles[i] == FULL), None)
                 if member is None:
                     return []
-                self.guards.append((node.index, member))
+                self.guards.append((node.index, (member, None)))
                 return [s]
         return []
 
@@ -249,6 +260,12 @@ class _Builder:
                 continue
             if not self._fits(g, node):
                 break
+            if role == FULL and self._full_by_size(g, node):
+                # y - x.mean(-1, keepdim=True): y's sizes on the reduced axes are free in
+                # the structure, so its shape equals the kernel's only in this graph
+                if not self.siblings:
+                    continue
+                self.guards.append((node.index, g.full_ref))
             self._add(g, node, role)
             return
         if not producers:
