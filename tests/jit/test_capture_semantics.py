@@ -20,6 +20,7 @@ import pytest
 from jitutil import Delta, cut_lines, double, randn
 
 import runba
+import runba.nn as nn
 from runba.ops.registry import REGISTRY
 
 # ---------------------------------------------------------------------------- float16
@@ -395,3 +396,14 @@ def test_in_place_write_through_a_lazy_view_reaches_the_gradient(row_kernel):
         results.append((loss.item(), w.grad.numpy()))
     assert results[1][0] == results[0][0]
     np.testing.assert_allclose(results[1][1], results[0][1], rtol=1e-6)
+
+
+def test_zero_d_integer_results_under_output_poisoning(monkeypatch):
+    """RUNBA_POISON_OUTPUTS fills fresh buffers by bytes; a 0-d int64 buffer cannot be viewed
+    as bytes directly (numpy refuses to change a 0-d array's itemsize): it raised for any
+    fused 0-d integer result, BatchNorm's num_batches_tracked.add_(1) included."""
+    monkeypatch.setenv("RUNBA_POISON_OUTPUTS", "1")
+    assert runba.fuse(lambda t: t * 2 + 1)(runba.tensor(3)).item() == 7
+    bn = runba.fuse(nn.BatchNorm2d(3)).train()
+    bn(runba.randn(4, 3, 2, 2)).detach().numpy()
+    assert bn.num_batches_tracked.item() == 1

@@ -268,7 +268,7 @@ def _poisoned(buf: np.ndarray) -> np.ndarray:
     if buf.dtype.kind in "fc":
         buf.fill(np.nan)
     else:
-        buf.view(np.uint8).fill(0xA5)
+        buf.reshape(-1).view(np.uint8).fill(0xA5)  # (a 0-d array cannot change itemsize)
     return buf
 
 
