@@ -300,6 +300,9 @@ def _record_fast(op, inputs, attrs):
         return None
     else:
         same_as = graph.same_as
+        out = _record_on_lazy(op, inputs, attrs, graph, same_as)
+        if out is not _GENERAL:
+            return out
     Tensor = registry.Tensor
     dt = None
     shape = None
@@ -361,16 +364,56 @@ def _record_fast(op, inputs, attrs):
     node = graph.add_keyed(
         op, tuple(node_inputs), attrs, out_dtype, dt, shape, (), tuple(ins), vals
     )
-    data = _PLACEHOLDERS.get((shape, out_dtype.np))
+    out = _lazy_result(graph, node, out_dtype)
+    if out is not None and rg and op.differentiable and out_dtype is dt and STATE.grad_enabled:
+        registry.record_node(op, inputs, attrs, out)
+    return out
+
+
+# _record_on_lazy's "not mine": the caller goes on with its general loop (None means
+# "the general path of Recorder.record")
+_GENERAL = object()
+
+
+def _record_on_lazy(op, inputs, attrs, graph, same_as):
+    """``_record_fast`` for its most common call, in line: the first operand a float tensor
+    lazy in ``graph`` (this thread's) that does not require grad, the second (if any) a
+    Python scalar. ``_GENERAL`` for any other call."""
+    a = inputs[0]
+    node = getattr(a, "_lazy", None)
+    if node is None or node.graph is not graph or a._rg or not a._data.size:
+        return _GENERAL
+    dt = a.dtype
+    if dt.category != FLOATING or dt.compute is not dt:
+        return _GENERAL
+    i = node.index
+    v = same_as.get(i, node) if same_as else node
+    if len(inputs) == 1:
+        node_inputs, ins, vals = (node,), (i,), (v,)
+    else:
+        b = inputs[1]
+        t = type(b)
+        key = SCALAR_KEYS.get(t)
+        if key is None or (t is int and not -_FLOAT_INT_MAX <= b <= _FLOAT_INT_MAX):
+            return _GENERAL
+        node_inputs, ins = (node, b), (i, key)
+        vals = (v, (t, b) if b or t is not float else scalar_value(b))
+    out_dtype = bool_ if op.out_dtype == "bool" else dt
+    node = graph.add_keyed(op, node_inputs, attrs, out_dtype, dt, node.shape, (), ins, vals)
+    return _lazy_result(graph, node, out_dtype)
+
+
+def _lazy_result(graph, node, out_dtype):
+    """The tensor showing ``node``'s value, or None when another thread ran ``graph`` while
+    the node was added (the general path then records the op again)."""
+    data = _PLACEHOLDERS.get((node.shape, out_dtype.np))
     if data is None:
-        data = _graph.placeholder(shape, out_dtype)
+        data = _graph.placeholder(node.shape, out_dtype)
     out = registry._make(data, out_dtype)
     out._lazy = node  # graph.attach, in line
     node.refs.append(_ref(out))
     if graph.realized and _lost_to_another_thread(graph, node, out):
-        return None  # the general path records it again, its operands concrete now
-    if rg and op.differentiable and out_dtype is dt and STATE.grad_enabled:
-        registry.record_node(op, inputs, attrs, out)
+        return None
     return out
 
 
