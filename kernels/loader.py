@@ -504,6 +504,12 @@ class _KernelCache(_nb_caching._Cache):
         f = self._py_func
         if fd.modname != f.__module__ or fd.qualname != f.__qualname__:
             raise ValueError(f"cache entry belongs to {fd.modname}.{fd.qualname}")
+        # ... and a file of another signature of this kernel (numba's index and data writes
+        # are not atomic together) would run code built for other layouts on these arrays
+        want = tuple(getattr(sig, "args", sig))
+        got = tuple(cres.signature.args)
+        if got != want:
+            raise ValueError(f"cache entry compiled for {got}, wanted {want}")
 
     def _index_is_corrupt(self) -> bool:
         # numba silently treats some garbage indexes as "other numba version"; we want to know.

@@ -307,6 +307,31 @@ def test_foreign_data_file_is_rejected(cache, golden):
     np.testing.assert_array_equal(out, 4)
 
 
+def test_data_file_of_another_signature_is_rejected(cache):
+    """Two signatures of one kernel (a C-contiguous and a strided input) have two data files;
+    numba writes index and data apart, so an index entry can point at the other one. Code
+    built for a contiguous array run on a strided one read the wrong elements, silently."""
+    a = np.linspace(-2, 2, 32, dtype=np.float32)
+    strided = np.linspace(-2, 2, 64, dtype=np.float32)[::2]
+    k = loader.load_kernel(SCALE_SRC, "E_scale_add_f32")
+    k(a, np.empty_like(a))
+    k(strided, np.empty_like(strided))  # a second signature: 'A' layout
+    vdir = cache / loader.CODEGEN_VERSION
+    one, two = sorted(vdir.glob("fk_*.1.nbc")), sorted(vdir.glob("fk_*.2.nbc"))
+    assert len(one) == len(two) == 1
+    swap = one[0].with_suffix(".swap")
+    one[0].rename(swap)
+    two[0].rename(one[0])
+    swap.rename(two[0])
+    loader.clear_cache(disk=False)
+    k = loader.load_kernel(SCALE_SRC, "E_scale_add_f32")
+    out = np.empty_like(strided)
+    with pytest.warns(KernelCacheWarning, match="compiled for") as rec:
+        k(strided, out)
+    assert len(_cache_warnings(rec)) == 1
+    np.testing.assert_allclose(out, strided * np.float32(3) - np.float32(1), rtol=1e-6)
+
+
 # --------------------------------------------------------------------------- unusable dirs
 def _assert_in_memory_compile(rec):
     assert len(_cache_warnings(rec)) == 1, [str(w.message) for w in rec]
