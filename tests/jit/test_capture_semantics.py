@@ -350,6 +350,18 @@ def test_view_of_a_lazy_result_aliases_its_base():
     np.testing.assert_array_equal(v.numpy(), np.zeros((4, 3), np.float32))
 
 
+@pytest.mark.parametrize("view", [lambda y: y.t(), lambda y: y[1:], lambda y: y.reshape(-1)])
+def test_returning_a_view_of_a_fused_value_computes_it_once(view):
+    """A view keeps its base alive, so the value it is folded from is kept and computed
+    anyway; the folded copy of it was a second kernel whose output was thrown away."""
+    x = randn(6, 8)
+    f = runba.fuse(lambda x: view(x + 1.0))
+    with Delta() as d:
+        got = f(x).numpy()
+    assert d.launches == 1
+    np.testing.assert_array_equal(got, view(x + 1.0).numpy())
+
+
 def _layouts(x):
     y = x * 2.0  # a kernel output
     r = x.sum(1, keepdim=True) * x  # a row kernel's output

@@ -342,6 +342,15 @@ class _Builder:
             )
         return False
 
+    def _written(self, i) -> bool:
+        """Is kept node ``i`` a kernel output? Not a folded view whose root is kept too: the
+        runtime hands out a view of the root's value for it (runtime._aliased_view), and a
+        view keeps its base alive, so ``(x + 1).t()`` returned would else be computed twice."""
+        if not self.kept[i]:
+            return False
+        view_of = self.nodes[i].view_of
+        return view_of is None or not self.kept[view_of[0].index]
+
     def finish(self):
         consumers_outside = set()
         for n in self.nodes:
@@ -355,7 +364,7 @@ class _Builder:
                     consumers_outside.add(x.index)
         for s in self.steps:
             if isinstance(s, KernelGroup):
-                s.outputs = [i for i in s.nodes if self.kept[i] or i in consumers_outside]
+                s.outputs = [i for i in s.nodes if self._written(i) or i in consumers_outside]
         # groups that write nothing (every value dead) are dropped
         steps = [s for s in self.steps if not isinstance(s, KernelGroup) or s.outputs]
         return Plan(steps, tuple(self.guards))
