@@ -645,6 +645,30 @@ def test_many_graphs_in_one_call_are_not_respecialisations():
     assert len(msgs) == 1 and "9 specialisations" in msgs[0], msgs
 
 
+def test_respecialisation_warning_names_the_fused_call_that_varies_at_the_users_line():
+    """head(encoder(x), n): head's ops join encoder's pending graph. The structure varies
+    with n, so the warning names head (it named encoder), at this file's line (it pointed
+    into runba/jit)."""
+    encoder = runba.fuse(lambda x: (x * 2.0).relu())
+
+    def head(h, n):
+        for _ in range(n):
+            h = h * 0.5 + 1.0
+        return h
+
+    fused_head = runba.fuse(head)
+    x = randn(4, seed=6)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for n in range(1, 12):
+            fused_head(encoder(x), n).numpy()
+    got = [w for w in caught if issubclass(w.category, runba.jit.RecompileWarning)]
+    assert len(got) == 1, [str(w.message) for w in got]
+    assert "runba.fuse(test_respecialisation" in str(got[0].message)
+    assert "head" in str(got[0].message).split(")")[0]
+    assert got[0].filename == __file__
+
+
 def _tanh_chain(x, b):
     return (x * 2 + b).tanh()
 

@@ -16,6 +16,7 @@ generated source.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import warnings
@@ -167,8 +168,27 @@ def note_specialisation(origin, key, reason: str, call: int = 0) -> None:
             "changes between calls (a dtype, a rank, requires_grad, train/eval, the number of "
             "loop iterations); RUNBA_DEBUG=3 prints the reason for every new plan.",
             RecompileWarning,
-            stacklevel=4,
+            stacklevel=_user_stacklevel(),
         )
+
+
+def _user_stacklevel() -> int:
+    """``warnings.warn``'s stacklevel, from note_specialisation, of the first frame outside
+    runba: the user's line that realized the graph."""
+    level, frame = 2, sys._getframe(2)  # 1: note_specialisation
+    while frame is not None and frame.f_code.co_filename.startswith(_RUNBA_DIRS):
+        level += 1
+        frame = frame.f_back
+    return level
+
+
+# runba's package and its kernels (a sibling folder in a source checkout)
+_RUNBA_DIRS = tuple(
+    {
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,
+        os.path.dirname(os.path.abspath(loader.__file__)) + os.sep,
+    }
+)
 
 
 # Called by clear_cache(memory=True): the runtime's buffer pool registers here.

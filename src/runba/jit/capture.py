@@ -616,7 +616,9 @@ def fuse(obj=None):
             STATE.fuse_call = next(_calls)
         STATE.fuse_origin = fused
         g = STATE.graph
-        if g is not None and g.origin is None:
+        # a pending graph is counted against the outermost fused call recording into it
+        # last: head(encoder(x), n) is head's graph, whose structure varies with n
+        if g is not None and (g.origin is None or (prev_origin is None and g.origin is not fused)):
             g.origin = fused
             g.call = STATE.fuse_call
         try:
