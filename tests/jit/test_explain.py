@@ -185,3 +185,14 @@ def test_error_in_a_fused_module_names_the_op():
         nn.Sequential(nn.Linear(8, 4), nn.ReLU())(randn(2, 8)) + randn(3, 4)
     assert str(fused_err.value) == str(eager_err.value)
     assert "add" in str(fused_err.value)
+
+
+def test_explain_says_when_fusion_is_off(monkeypatch):
+    """Under RUNBA_JIT=0 a fused call runs eagerly; explain still shows what fusion would
+    do, and says so."""
+    f = runba.fuse(lambda x: (x * 2.0).exp())
+    monkeypatch.setenv("RUNBA_JIT", "0")
+    report = runba.jit.explain(f, runba.ones(3))
+    assert "RUNBA_JIT=0" in report.splitlines()[1]
+    monkeypatch.setenv("RUNBA_JIT", "1")
+    assert "RUNBA_JIT" not in runba.jit.explain(f, runba.ones(3))

@@ -4,7 +4,7 @@ each boundary is where it is."""
 from __future__ import annotations
 
 from runba.jit import codegen, runtime
-from runba.jit.capture import capturing, realize
+from runba.jit.capture import capturing, is_enabled, realize
 from runba.jit.schedule import KernelGroup
 from runba.ops.registry import MATMUL
 
@@ -88,6 +88,8 @@ def explain(fn, *args, **kwargs) -> str:
     n_kernels = sum(e[2] for e in events)
     n_cuts = sum(e[0] == "cut" for e in events)
     lines = [f"explain {name}: {n_plans} graph(s), {n_kernels} kernel(s), {n_cuts} cut(s)"]
+    if not is_enabled():
+        lines.append("note: RUNBA_JIT=0, so fused calls run eagerly; this is what fusion would do")
     for _, ls, _ in events:
         lines.extend(ls)
     return "\n".join(lines)
