@@ -668,6 +668,19 @@ def test_respecialisation_warning_names_the_fused_call_that_varies_at_the_users_
     assert "head" in str(got[0].message).split(")")[0]
     assert got[0].filename == __file__
 
+    # the same when the outer call is a fused module
+    class Head(nn.Module):
+        def forward(self, h, n):
+            return head(h, n)
+
+    fused_module = runba.fuse(Head())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for n in range(12, 23):  # structures not planned yet (a plan hit counts nothing)
+            fused_module(encoder(x), n).numpy()
+    got = [w for w in caught if issubclass(w.category, runba.jit.RecompileWarning)]
+    assert len(got) == 1 and "runba.fuse(Head)" in str(got[0].message), got
+
 
 def _tanh_chain(x, b):
     return (x * 2 + b).tanh()

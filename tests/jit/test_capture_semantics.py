@@ -362,6 +362,22 @@ def test_returning_a_view_of_a_fused_value_computes_it_once(view):
     np.testing.assert_array_equal(got, view(x + 1.0).numpy())
 
 
+def test_a_folded_view_and_a_plain_node_of_the_same_ops_do_not_share_a_plan():
+    """``y.t()`` of a kept y is folded into add(a.t(), b.t()), which is not written (the
+    runtime hands out a view of y); ``c + d`` over arrays of the same rank has the same ops.
+    Sharing one plan left the plain result with no value (``numpy()`` gave None)."""
+
+    def body(a, b, c, d, transpose):
+        y = a + b
+        return y, (y.t() if transpose else c + d)
+
+    f = runba.fuse(body)
+    args = randn(3, 4, seed=1), randn(3, 4, seed=2), randn(4, 2, seed=3), randn(4, 2, seed=4)
+    for transpose in (True, False, True):
+        for got, want in zip(f(*args, transpose), body(*args, transpose)):
+            np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
 def _layouts(x):
     y = x * 2.0  # a kernel output
     r = x.sum(1, keepdim=True) * x  # a row kernel's output

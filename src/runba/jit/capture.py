@@ -542,6 +542,17 @@ def realize(*tensors) -> None:
 _calls = itertools.count(1)
 
 
+def _adopt_pending_graph(origin, prev_origin) -> None:
+    """A fused call (``origin``) begins: this thread's pending graph counts for it when it
+    has no owner yet, or when the call is outermost (``prev_origin`` None) - a pending graph
+    counts for the outermost fused call that records into it last: ``head(encoder(x), n)``
+    is head's graph, whose structure varies with n (cache.note_specialisation)."""
+    g = STATE.graph
+    if g is not None and (g.origin is None or (prev_origin is None and g.origin is not origin)):
+        g.origin = origin
+        g.call = STATE.fuse_call
+
+
 class _Capturing:
     """Context: record ops of this thread into its pending graph, on behalf of ``origin``
     (the fused function or module: the owner of the graphs for the specialisation count)."""
@@ -559,10 +570,7 @@ class _Capturing:
             if self.prev_origin is not self.origin:  # a new call, not a nested entry
                 STATE.fuse_call = next(_calls)
             STATE.fuse_origin = self.origin
-            g = STATE.graph
-            if g is not None and g.origin is None:
-                g.origin = self.origin
-                g.call = STATE.fuse_call
+            _adopt_pending_graph(self.origin, self.prev_origin)
 
     def __exit__(self, *exc):
         STATE.capture = self.prev
@@ -615,12 +623,7 @@ def fuse(obj=None):
         if prev_origin is not fused:  # a new call, not a recursive one
             STATE.fuse_call = next(_calls)
         STATE.fuse_origin = fused
-        g = STATE.graph
-        # a pending graph is counted against the outermost fused call recording into it
-        # last: head(encoder(x), n) is head's graph, whose structure varies with n
-        if g is not None and (g.origin is None or (prev_origin is None and g.origin is not fused)):
-            g.origin = fused
-            g.call = STATE.fuse_call
+        _adopt_pending_graph(fused, prev_origin)
         try:
             return obj(*args, **kwargs)
         finally:

@@ -83,5 +83,5 @@ def fold_view(graph, op, attrs: dict, src: LazyNode, shape: tuple):
     # the tensor showing this node is a view of src's: when src's value is kept too, the
     # runtime hands out a numpy view of it instead, so writes through one show in the other
     root, chain = src.view_of if src.view_of is not None else (src, ())
-    node.view_of = (root, (*chain, (op, attrs)))
+    graph.mark_view_of(node, root, (*chain, (op, attrs)))
     return node

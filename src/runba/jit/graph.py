@@ -284,6 +284,16 @@ class Graph:
             self.computed[key] = node
         return node
 
+    def mark_view_of(self, node: LazyNode, root: LazyNode, chain: tuple) -> None:
+        """Record that ``node`` (folded by fold.py) computes a view of ``root``'s value, and
+        put that in its structural entry: whether it is a kernel output depends on it
+        (schedule._written), so a plain node of the same ops must not share its plan."""
+        node.view_of = (root, chain)
+        entry = _ENTRIES.get(node.sid)
+        if entry is None:  # the intern table was cleared meanwhile (another thread)
+            entry = (node.op.name, node.index)
+        node.sid = _sid((*entry, ("view of", root.index)))
+
     def attach(self, node: LazyNode, tensor) -> None:
         """Make ``tensor`` show ``node``'s value (lazy placeholder storage until realized)."""
         tensor._lazy = node
