@@ -6,6 +6,8 @@ call share one compiled kernel; the large-size variants reuse the small tests' k
 (sizes are run-time loop bounds) and run their ``prange`` branches.
 """
 
+import re
+
 import numpy as np
 import pytest
 from jitutil import (
@@ -605,3 +607,49 @@ def test_non_contiguous_arrays_are_indexed_as_flat_buffers_and_match_eager():
         assert_fused_matches(fn, t, s, e, f, rtol=1e-5, atol=1e-5)
     srcs = [src for plan in cache.PLANS.values() for _, src, _ in plan.launchers.values()]
     assert any("np.uintp(i" in src and "_s0" in src for src in srcs)
+
+
+def _affine(x):
+    y = (x * 2.0 + 1.0) * 3.0 - 4.0  # one multiply-add: x * 6 + (3 - 4)
+    z = 5.0 - (x * 0.5 - 1.0) * 2.0  # s - v: x * -1 + 7
+    return y, z, (y.sigmoid() * 0.5 + 0.25) * 4.0  # a chain on a computed value
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_scalar_affine_chains_fold_into_one_multiply_add(dtype, monkeypatch, capsys):
+    """A chain of multiplies, adds and subtractions by scalars renders as one ``v * A + B``,
+    A and B combined from the scalar arguments before the loops: new scalar values need no
+    compile and give the chain's values."""
+    x = randn(4, 33, dtype=dtype, seed=3)
+    runba.jit.clear_cache()
+    monkeypatch.setenv("RUNBA_DEBUG", "4")
+    d = assert_fused_matches(_affine, x)
+    src = capsys.readouterr().err
+    assert d.launches == 1
+    body = [ln.strip() for ln in src.splitlines() if re.match(r"\s+v\d+ = ", ln)]
+    # x * f + f (the first chain; s - v), and the chain on the sigmoid's value
+    pattern = r"v\d+ = \(a\d+\[i0\] \* f\d+ \+ f\d+\)"
+    assert len([ln for ln in body if re.fullmatch(pattern, ln)]) == 2, body
+    assert any(re.fullmatch(r"v\d+ = \(v\d+ \* f\d+ \+ f\d+\)", ln) for ln in body), body
+    assert "f0 = " in src  # the prologue
+    monkeypatch.delenv("RUNBA_DEBUG")
+
+    def other_scalars(x):
+        y = (x * -1.5 + 0.25) * 2.0 - 8.0
+        z = 3.0 - (x * 4.0 - 2.0) * -0.5
+        return y, z, (y.sigmoid() * 2.0 + 1.0) * -3.0
+
+    d = assert_fused_matches(other_scalars, x)
+    assert d.compiles == 0, "new scalar values compiled the affine kernel again"
+
+
+def test_affine_chain_keeps_a_value_the_user_holds():
+    """A step of a chain that is also returned is written, and the rest of the chain reads
+    it (it is not folded away)."""
+
+    def fn(x):
+        y = x * 2.0 + 1.0
+        return y, (y * 3.0 - 4.0) * 0.5
+
+    d = assert_fused_matches(fn, randn(64, seed=4))
+    assert d.launches == 1
