@@ -273,3 +273,15 @@ def test_division_by_a_square_root_keeps_ieee_special_values(n):
         want = fn(x, y).numpy()
         got = runba.fuse(fn)(x, y).numpy()
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_power_one_half_is_a_square_root_like_numpy_and_torch(dtype):
+    # libm's pow(-inf, 0.5) is +inf; numpy's scalar power and torch give sqrt's NaN
+    x = runba.tensor(np.array([-np.inf, -4.0, -0.0, 0.0, 2.0, np.inf, np.nan], dtype))
+    for fn in (lambda x: x**0.5, lambda x: (x * 1.0) ** 0.5 + x**1.5):
+        want = fn(x).numpy()
+        got = runba.fuse(fn)(x).numpy()
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want))

@@ -90,6 +90,10 @@ class SourceOps:
         return f"np.sign({a})"
 
     def pow(self, a, b):
+        if self.is_float:
+            # numpy's scalar power and torch take x ** 0.5 as sqrt(x): NaN at -inf (libm's
+            # pow gives +inf there), -0.0 at -0.0
+            return f"(np.sqrt({a}) if {b} == {self._const(0.5)} else {a} ** {b})"
         return f"({a} ** {b})"
 
     def floor_divide(self, a, b):
