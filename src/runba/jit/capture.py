@@ -400,15 +400,18 @@ def _record_on_lazy(op, inputs, attrs, graph, same_as):
         vals = (v, (t, b) if b or t is not float else scalar_value(b))
     out_dtype = bool_ if op.out_dtype == "bool" else dt
     node = graph.add_keyed(op, node_inputs, attrs, out_dtype, dt, node.shape, (), ins, vals)
-    return _lazy_result(graph, node, out_dtype)
+    # a's placeholder has the result's shape, and its dtype unless the op compares
+    return _lazy_result(graph, node, out_dtype, a._data if out_dtype is dt else None)
 
 
-def _lazy_result(graph, node, out_dtype):
-    """The tensor showing ``node``'s value, or None when another thread ran ``graph`` while
-    the node was added (the general path then records the op again)."""
-    data = _PLACEHOLDERS.get((node.shape, out_dtype.np))
+def _lazy_result(graph, node, out_dtype, data=None):
+    """The tensor showing ``node``'s value (on placeholder ``data``, found when not given),
+    or None when another thread ran ``graph`` while the node was added (the general path
+    then records the op again)."""
     if data is None:
-        data = _graph.placeholder(node.shape, out_dtype)
+        data = _PLACEHOLDERS.get((node.shape, out_dtype.np))
+        if data is None:
+            data = _graph.placeholder(node.shape, out_dtype)
     out = registry._make(data, out_dtype)
     out._lazy = node  # graph.attach, in line
     node.refs.append(_ref(out))

@@ -645,12 +645,16 @@ GEMM_PARAMS = (
 )
 
 
-def render(group, nodes, args, scalars, layout, target: str = "cpu", gemm: bool = False):
+def render(
+    group, nodes, args, scalars, layout, target: str = "cpu", gemm: bool = False, scalar_array=False
+):
     """Source and function name of the kernel for ``group`` with ``layout``.
 
     ``args`` are the group's :class:`ArrayArg` inputs (each with ``role``), ``scalars`` the
     ``(node, pos)`` of its scalar operands. The kernel's parameters are the loop sizes,
-    then ``a0..`` (inputs), ``s0..`` (scalars), ``o0..`` (outputs, ``group.outputs`` order)
+    then ``a0..`` (inputs), ``s0..`` (scalars; with ``scalar_array`` one array ``s`` of
+    them, all of one type: one argument for numba to type instead of many), ``o0..``
+    (outputs, ``group.outputs`` order)
     and ``chunks``, the parallel chunk count (passed in: reading numba's thread count inside
     a kernel makes it uncacheable).
 
@@ -678,7 +682,9 @@ def render(group, nodes, args, scalars, layout, target: str = "cpu", gemm: bool 
         em = _Emitter(group, nodes, args, layout, scalar_of)
         em.stash = {i: p for p, i in enumerate(stages)}
         em.stash_index = f"k{m}"
-        return _render(em, group, nodes, args, scalars, layout, stages=stages)
+        return _render(
+            em, group, nodes, args, scalars, layout, stages=stages, scalar_array=scalar_array
+        )
     stash: dict = {}
     # Row kernels with one inner axis keep expensive cross-pass values in scratch rows:
     # render, find values a later pass recomputes, stash the latest one, render again.
@@ -686,7 +692,9 @@ def render(group, nodes, args, scalars, layout, target: str = "cpu", gemm: bool 
         em = _Emitter(group, nodes, args, layout, scalar_of)
         em.stash = dict(stash)
         em.stash_index = f"i{m}"
-        src, name = _render(em, group, nodes, args, scalars, layout, gemm=structure)
+        src, name = _render(
+            em, group, nodes, args, scalars, layout, gemm=structure, scalar_array=scalar_array
+        )
         if m < 1 or n_inner != 1 or not group.reductions or group.lead:
             return src, name
         best = None
@@ -706,14 +714,15 @@ def render(group, nodes, args, scalars, layout, target: str = "cpu", gemm: bool 
         stash[best[0]] = best[1]
 
 
-def _render(em, group, nodes, args, scalars, layout, stages=None, gemm=None):
+def _render(em, group, nodes, args, scalars, layout, stages=None, gemm=None, scalar_array=False):
     name = kernel_name(group, nodes)
     if gemm:
         name = "G_matmul_" + name[2:]
     n_axes = len(layout.axes)
     m = layout.n_outer
     sizes = [f"n{a}" for a in range(n_axes)]
-    params = sizes + [f"a{k}" for k in range(len(args))] + [f"s{k}" for k in range(len(scalars))]
+    params = sizes + [f"a{k}" for k in range(len(args))]
+    params += ["s"] if scalar_array else [f"s{k}" for k in range(len(scalars))]
     params += [f"o{k}" for k in range(len(group.outputs))]
     for n, spec in em.strided.items():  # stride arguments, in array order
         params += [f"{n}_s{j}" for j, has in enumerate(spec) if has]
@@ -1101,7 +1110,8 @@ def _render(em, group, nodes, args, scalars, layout, stages=None, gemm=None):
             v = em.emit(i, memo, body, 4)
             body.append(f"    {em.access(f'o{k}', layout.out_axes[k])} = {v}")
 
-    body = _prefer_wide_vectors(em.prologue + body)
+    unpack = [f"    s{k} = s[{k}]" for k in range(len(scalars))] if scalar_array else []
+    body = _prefer_wide_vectors(unpack + em.prologue + body)
     em.imports.add("prefer_wide_vectors")
     head = ["import numpy as np", "from numba import prange"]
     if gemm:
