@@ -453,13 +453,13 @@ class _Emitter:
         return None
 
     def _absorbable(self, j, memo):
-        """Whether node ``j`` may be folded into its one consumer: an affine step read once,
-        not written, not stashed and not computed yet in this pass."""
+        """Node ``j``'s affine step when it may be folded into its one consumer (read once,
+        not written, not stashed, not computed yet in this pass); else None."""
         if j in self.kept or j in self.stash or self.uses.get(j, 0) != 1:
-            return False
+            return None
         if any(j in scope for scope in memo):
-            return False
-        return self._affine_step(j) is not None
+            return None
+        return self._affine_step(j)
 
     def _coef(self, a, op, b, compute):
         """Prologue variable holding ``a op b`` (either may be None: 1 for "*", 0 else)."""
@@ -492,9 +492,10 @@ class _Emitter:
         while True:
             j, pos, _ = chain[-1]
             x = self.nodes[j].inputs[pos]
-            if not isinstance(x, LazyNode) or not self._absorbable(x.index, memo):
+            inner = self._absorbable(x.index, memo) if isinstance(x, LazyNode) else None
+            if inner is None:
                 break
-            chain.append((x.index, *self._affine_step(x.index)))
+            chain.append((x.index, *inner))
         if len(chain) < 2:
             return None
         compute = self.nodes[i].compute
