@@ -393,12 +393,11 @@ def _prepared(x):
     return x, op
 
 
-def blocked_gemm(
-    a: np.ndarray, b: np.ndarray, out: np.ndarray, nthreads: int | None = None
-) -> BlockedGemm | None:
+def blocked_gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> BlockedGemm | None:
     """:class:`BlockedGemm` for ``out = a @ b`` (2-D float32/float64, one dtype, ``out``
-    C-contiguous), or None where :func:`gemm` would decline (and for fewer than 2 rows).
-    ``nthreads``: numba's thread count, when the caller has it.
+    C-contiguous, at least 2 rows), or None (no BLAS found, other dtypes or shapes). It does
+    not decline small products: the caller picks the number of blocks (one below
+    :data:`MIN_WORK` or with one thread), so one kernel serves every size.
 
     >>> a, b = np.ones((64, 64), np.float32), np.ones((64, 4096), np.float32)
     >>> blocks = blocked_gemm(a, b, np.empty((64, 4096), np.float32))
@@ -413,10 +412,6 @@ def blocked_gemm(
     m, k = a.shape
     n = b.shape[1]
     if b.shape[0] != k or out.shape != (m, n) or m < 2:
-        return None
-    if nthreads is None:
-        nthreads = numba.get_num_threads()
-    if m * n * k < MIN_WORK or nthreads < 2:
         return None
     g = _find()
     if g is None:

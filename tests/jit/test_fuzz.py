@@ -473,7 +473,10 @@ def test_fuzz_program(seed):
         runba.jit.clear_cache()  # cold: no plan or kernel in memory
         first = check_program(program, ns)
         before = runba.jit.cache_info()
-        assert before.plan_hits == 0 and before.plan_misses == before.graphs
+        # cold: every graph of the first call was planned, or found the plan of an earlier
+        # graph of that same call with the same structure (x * x before a cut, v * v after)
+        assert before.plan_misses >= min(before.graphs, 1)
+        assert before.plan_hits + before.plan_misses == before.graphs
         second = _np(runba.fuse(ns["prog"])(*ns["inputs"]()))
         runba.realize()
         after = runba.jit.cache_info()

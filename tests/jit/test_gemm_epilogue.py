@@ -11,8 +11,7 @@ import runba.nn.functional as F
 from runba.kernels import blas
 
 pytestmark = pytest.mark.skipif(
-    not blas.available() or runba.get_num_threads() < 2,
-    reason="no runba GEMM here (one thread, or no cblas): matmul stays an eager cut",
+    not blas.available(), reason="no runba GEMM here (no cblas): matmul stays an eager cut"
 )
 
 
@@ -103,16 +102,14 @@ def test_two_layers_each_gemm_reads_the_epilogue_before_it():
 
 @pytest.mark.parametrize(
     "case",
-    ["small", "one row", "column kernel", "staged chain", "no epilogue", "kept and read"],
+    ["one row", "column kernel", "staged chain", "no epilogue", "kept and read"],
 )
 def test_gemm_runs_first_where_the_epilogue_cannot_join_it(case):
     """Each of these still gives eager's result; the GEMM and the kernel run one after
     the other (or there is no kernel)."""
     x, w = randn(96, 60), randn(60, 70, seed=1)
     fn = matmul_relu
-    if case == "small":  # below blas.MIN_WORK: np.matmul
-        x, w = randn(4, 8), randn(8, 5, seed=1)
-    elif case == "one row":  # one row cannot be split into blocks
+    if case == "one row":  # one row cannot be split into blocks
         x = randn(1, 4000)
         w = randn(4000, 100, seed=1)
     elif case == "column kernel":
@@ -131,14 +128,46 @@ def test_gemm_runs_first_where_the_epilogue_cannot_join_it(case):
     assert_fused_matches(fn, x, w, rtol=1e-5, atol=1e-5)
 
 
+def test_a_product_below_min_work_runs_in_the_same_kernel_serially():
+    """Below blas.MIN_WORK the GEMM-epilogue kernel takes its serial branch (one BLAS call,
+    no parallel region) rather than np.matmul and a second kernel: a size never decides
+    which kernel runs, so crossing MIN_WORK compiles nothing."""
+    x, w = randn(4, 8), randn(8, 5, seed=1)
+    assert 4 * 8 * 5 < blas.MIN_WORK
+    assert _ran_as_one(matmul_relu, x, w) == ["G_matmul_relu_f32"]
+    assert_fused_matches(matmul_relu, x, w, rtol=1e-5, atol=1e-5)
+    big = randn(96, 60, seed=2), randn(60, 70, seed=3)
+    assert 96 * 60 * 70 >= blas.MIN_WORK
+    with Delta() as d:
+        assert_fused_matches(matmul_relu, *big, rtol=1e-5, atol=1e-5)
+    assert d.compiles == 0 and d.launches == 1
+
+
+def test_one_thread_runs_the_gemm_kernel_serially_and_compiles_nothing_new():
+    x, w, b = randn(64, 96), randn(80, 96, seed=1), randn(80, seed=2)
+    fused = runba.fuse(linear_relu)
+    want = linear_relu(x, w, b).numpy()
+    with runba.no_grad():
+        np.testing.assert_allclose(fused(x, w, b).numpy(), want, rtol=1e-5, atol=1e-5)
+        threads = runba.get_num_threads()
+        runba.set_num_threads(1)
+        try:
+            with Delta() as d:
+                got = fused(x, w, b).numpy()
+        finally:
+            runba.set_num_threads(threads)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert d.compiles == 0 and d.launches == 1
+
+
 def test_a_smaller_last_batch_and_a_batch_below_min_work_compile_nothing_new():
     w, b = randn(50, 96, seed=1), randn(50, seed=2)
     fused = runba.fuse(linear_relu)
     with runba.no_grad():
         fused(randn(128, 96), w, b).numpy()
-        fused(randn(2, 96), w, b).numpy()  # 2 x 50 x 96 < MIN_WORK: np.matmul + kernel
         with Delta() as d:
-            for n in (100, 37, 3):
+            # 2 x 50 x 96 is below MIN_WORK: the same kernel, its serial branch
+            for n in (100, 37, 3, 2):
                 got = fused(x := randn(n, 96, seed=n), w, b).numpy()
                 np.testing.assert_allclose(got, linear_relu(x, w, b).numpy(), rtol=1e-5, atol=1e-5)
     assert d.compiles == 0 and d.plan_misses == 0

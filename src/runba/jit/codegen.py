@@ -562,10 +562,11 @@ def _prefer_wide_vectors(body):
     return out
 
 
-def _parallel_names(lines):
+def _parallel_names(lines, suffix="_"):
     """The parallel branch with its own local names: numba's parfor pass rejects a prange
-    body that reuses variables of the serial branch (UnsupportedRewriteError)."""
-    return [_LOCAL.sub(r"\1_", line) for line in lines]
+    body that reuses variables of the serial branch (UnsupportedRewriteError). A second
+    parallel branch takes another ``suffix``."""
+    return [_LOCAL.sub(rf"\1{suffix}", line) for line in lines]
 
 
 # Relative cost of recomputing one node in a later pass (a scratch store + load costs ~2).
@@ -1000,11 +1001,12 @@ def _render(em, group, nodes, args, scalars, layout, stages=None, gemm=None, sca
             v = em.emit(i, memo, lines, ind2)
             lines.append(" " * ind2 + f"{em.access(f'o{k}', layout.out_axes[k])} = {v}")
 
-    def gemm_chunks(lines, ind, extent, gemm_call):
-        """Open the ``prange`` over blocks [glo, ghi) of ``extent`` (C's rows or columns),
-        each first computed by ``gemm_call``; return the chunk body's indent."""
+    def gemm_chunks(lines, ind, extent, gemm_call, parallel=True):
+        """Open the ``prange`` (``range`` when not ``parallel``) over blocks [glo, ghi) of
+        ``extent`` (C's rows or columns), each first computed by ``gemm_call``; return the
+        chunk body's indent."""
         lines.append(" " * ind + f"nch = max(min({extent}, chunks), 1)")
-        lines.append(" " * ind + "for c in prange(nch):")
+        lines.append(" " * ind + f"for c in {'prange' if parallel else 'range'}(nch):")
         ind1 = ind + 4
         lines.append(" " * ind1 + f"glo = c * {extent} // nch")
         lines.append(" " * ind1 + f"ghi = (c + 1) * {extent} // nch")
@@ -1012,7 +1014,7 @@ def _render(em, group, nodes, args, scalars, layout, stages=None, gemm=None, sca
         lines.append(" " * (ind1 + 4) + gemm_call)
         return ind1
 
-    def gemm_rows(lines, ind):
+    def gemm_rows(lines, ind, parallel=True):
         """Each chunk: C's rows [glo, ghi) by BLAS on this thread, then the group on them."""
         ind1 = gemm_chunks(
             lines,
@@ -1020,6 +1022,7 @@ def _render(em, group, nodes, args, scalars, layout, stages=None, gemm=None, sca
             "g_m",
             "call_gemm(g_fn, g_iw, g_ta, g_tb, ghi - glo, g_n, g_k, g_alpha, "
             "g_pa + glo * g_ar, g_lda, g_pb, g_ldb, g_pc + glo * g_cr, g_n)",
+            parallel,
         )
         if gemm == "flat":
             lines.append(" " * ind1 + "lo = glo * g_n")
@@ -1055,17 +1058,24 @@ def _render(em, group, nodes, args, scalars, layout, stages=None, gemm=None, sca
         # the operands' addresses, read from the arrays by the kernel (cheaper than in Python)
         for x in "abc":
             lines.append(" " * ind + f"g_p{x} = np.int64(g_{x}.ctypes.data)")
+        # one chunk (a product below blas.MIN_WORK, or one thread): BLAS once, then the
+        # group, with no parallel region - the same kernel serves every size
+        lines.append(" " * ind + "if chunks <= 1:")
+        gemm_rows(lines, ind + 4, parallel=False)
         # a group that needs whole rows (reductions, per-row values) takes row blocks; a
         # pointwise one takes column blocks when C is wider than tall
-        if reds or row_outs or row_nodes or em.stash:
-            gemm_rows(lines, ind)
-            return
-        lines.append(" " * ind + "if g_n >= g_m:")
-        gemm_columns(lines, ind + 4)
-        lines.append(" " * ind + "else:")
         rows: list[str] = []
         gemm_rows(rows, ind + 4)
-        lines.extend(_parallel_names(rows))
+        if reds or row_outs or row_nodes or em.stash:
+            lines.append(" " * ind + "else:")
+            lines.extend(_parallel_names(rows))
+            return
+        lines.append(" " * ind + "elif g_n >= g_m:")
+        columns: list[str] = []
+        gemm_columns(columns, ind + 4)
+        lines.extend(_parallel_names(columns))
+        lines.append(" " * ind + "else:")
+        lines.extend(_parallel_names(rows, "_r"))
 
     body: list[str] = []
     total = " * ".join(sizes) if sizes else "1"

@@ -548,7 +548,7 @@ def _run_gemm_group(plan, mm_step, step, nodes, values, nthreads, level) -> bool
             b.gemm_layout = layout
     if layout:
         a_in, b_in = [values[x.index] if isinstance(x, LazyNode) else x for x in mm.inputs]
-        blocks = blas.blocked_gemm(a_in, b_in, c, nthreads)
+        blocks = blas.blocked_gemm(a_in, b_in, c)
     if blocks is None:
         values[mm.index] = None  # the matmul step computes it (_run_numpy)
         return False
@@ -556,9 +556,13 @@ def _run_gemm_group(plan, mm_step, step, nodes, values, nthreads, level) -> bool
     args = [_merged_view(arr, ax, sizes) for arr, ax in zip(arrays, layout.arg_axes)]
     kernel, src, name = _gemm_launcher(plan, step, nodes, b, layout)
     outs = _new_outputs(step, nodes, values, layout, sizes)
-    with blocks:  # one chunk per thread: a BLAS block each
+    # one chunk per thread, a BLAS block each; one chunk (the kernel's serial branch) below
+    # MIN_WORK, where a parallel region costs more than it saves, or with one thread
+    m, k = mm.inputs[0].shape
+    chunks = nthreads if m * mm.shape[1] * k >= blas.MIN_WORK else 1
+    with blocks:
         _launch(
-            step, nodes, kernel, src, name, sizes, args, b, outs, [], nthreads, level, blocks.args
+            step, nodes, kernel, src, name, sizes, args, b, outs, [], chunks, level, blocks.args
         )
     if listeners:
         for fn in listeners:
