@@ -10,7 +10,9 @@ float64 numpy (``ref``). Every program runs
   seed also runs at a *large* size (the same structure, leading dim scaled past the kernels'
   parallel threshold: the ``prange`` branches run) and must compile nothing either;
 * warm-disk (a handful of seeds): a second Python process runs the standalone repros against
-  the same ``RUNBA_CACHE_DIR`` and reports zero compiles.
+  the same ``RUNBA_CACHE_DIR`` and reports zero compiles;
+* gradients (the first ``RUNBA_FUZZ_GRAD_N`` seeds): every input requires grad, and the
+  gradients of a random weighting of the outputs, through the fused forward, match eager's.
 
 A failure prints the seed and a standalone repro (the program's text). ``RUNBA_FUZZ_N=5000``
 runs more seeds; ``python tests/jit/test_fuzz.py SEED`` prints one seed's repro.
@@ -492,6 +494,53 @@ def test_fuzz_program(seed):
             assert runba.jit.cache_info().compiles == before.compiles, (
                 "the large run (same structure, other sizes) compiled a kernel"
             )
+    except Exception as exc:
+        raise AssertionError(_fail_message(program, exc)) from exc
+    finally:
+        runba.realize()
+
+
+# Gradient mode: backward through the fused forward (values a graph saved for backward are
+# kept outputs of its kernels; the backward itself runs eagerly) gives eager's gradients.
+GRAD_SEEDS = list(range(int(os.environ.get("RUNBA_FUZZ_GRAD_N", "30"))))
+
+
+def _gradients(run, ns, seed):
+    """d(sum of each output times fixed random weights) / d(each input), as numpy arrays,
+    with ``run`` (the program, fused or not)."""
+    leaves = [a.detach().requires_grad_() for a in ns["inputs"]()]
+    rng = np.random.default_rng([seed, 7])
+    loss = None
+    for o in run(*leaves):
+        if o.requires_grad:
+            w = runba.tensor(rng.standard_normal(tuple(o.shape)), dtype=o.dtype)
+            term = (o * w).sum()
+            loss = term if loss is None else loss + term
+    if loss is None:
+        return None
+    loss.backward()
+    return [None if a.grad is None else np.array(a.grad.numpy(), copy=True) for a in leaves]
+
+
+@pytest.mark.parametrize("seed", GRAD_SEEDS)
+def test_fuzz_gradients(seed):
+    program = Program(seed)
+    ns = load(program)
+    try:
+        runba.realize()
+        eager = _gradients(ns["prog"], ns, seed)
+        fused = _gradients(runba.fuse(ns["prog"]), ns, seed)
+        assert (eager is None) == (fused is None)
+        if eager is None:
+            return
+        eps = np.finfo(np.float32 if program.dtype == "float32" else np.float64).eps
+        for k, (e, f) in enumerate(zip(eager, fused)):
+            assert (e is None) == (f is None), f"input {k}: a gradient on one side only"
+            if e is None:
+                continue
+            peak = max(1.0, float(np.abs(e).max(initial=0.0)))
+            tol = 256 * eps * math.sqrt(program.max_red["small"]) * peak
+            np.testing.assert_allclose(f, e, rtol=0, atol=tol, err_msg=f"grad of input {k}")
     except Exception as exc:
         raise AssertionError(_fail_message(program, exc)) from exc
     finally:
