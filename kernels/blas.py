@@ -369,6 +369,8 @@ class BlockedGemm:
 
     __slots__ = ("args", "_gemm", "_keep")
 
+    ARG_A, ARG_B = 8, 11  # where ``args`` holds the operands A and B
+
     def __init__(self, args, g, keep):
         self.args = args
         self._gemm = g

@@ -178,6 +178,33 @@ def test_smaller_last_batch_compiles_nothing():
         )
 
 
+def _read_only(t):
+    a = np.array(t.numpy(), copy=True)
+    a.flags.writeable = False
+    return runba.from_numpy(a)
+
+
+@pytest.mark.parametrize("kind", ["elementwise", "strided", "gemm"])
+def test_read_only_inputs_compile_nothing_new(kind):
+    """A read-only array (a memory-mapped file, another library's frozen data) is another
+    numba type; it reaches the kernel as a writable alias of its memory, so the kernel a
+    writable input compiled serves it."""
+    x, w, b = randn(96, 60), randn(60, 70, seed=1), randn(70, seed=2)
+    if kind == "elementwise":
+        fn, args = (lambda x, b: (x[:, :1] * 2 + b[:60]).relu()), [x, b]
+    elif kind == "strided":
+        fn, args = (lambda x, b: (x.t() * 2 + b[:1]).tanh()), [x, b]
+    else:
+        fn, args = (lambda x, w, b: F.relu(x @ w + b)), [x, w, b]
+    assert_fused_matches(fn, *args, rtol=1e-5, atol=1e-6)
+    frozen = [_read_only(a) for a in args]
+    assert not any(a.numpy().flags.writeable for a in frozen)
+    with Delta() as d:
+        d_fused = assert_fused_matches(fn, *frozen, rtol=1e-5, atol=1e-6)
+    assert d.compiles == 0 and d_fused.launches >= 1
+    assert not any(a.numpy().flags.writeable for a in frozen)  # the inputs are left as they were
+
+
 def test_training_loop_with_optimizer_matches_eager():
     eager, fused = _twins()
     opt_e = runba.optim.SGD(eager.parameters(), lr=0.1, momentum=0.9)
