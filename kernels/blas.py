@@ -39,7 +39,7 @@ from numba import prange, types
 from numba.extending import intrinsic
 
 from runba.kernels import env, threads
-from runba.kernels.loader import njit_cached
+from runba.kernels.loader import njit_cached, writable_alias
 
 __all__ = [
     "MIN_WORK",
@@ -369,8 +369,6 @@ class BlockedGemm:
 
     __slots__ = ("args", "_gemm", "_keep")
 
-    ARG_A, ARG_B = 8, 11  # where ``args`` holds the operands A and B
-
     def __init__(self, args, g, keep):
         self.args = args
         self._gemm = g
@@ -423,7 +421,10 @@ def blocked_gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> BlockedGemm |
     size = dt.itemsize
     a_row = (1 if ta == _TRANS else lda) * size
     b_col = (ldb if tb == _TRANS else 1) * size
-    args = (g.addr[dt], g.int_zero, ta, tb, m, n, k, _ONE[dt], a, lda, a_row, b, ldb, b_col)
+    # a read-only operand goes in as a writable alias (the kernel only reads it): one kernel
+    # signature for both; ``keep`` holds the arrays themselves
+    pa, pb = writable_alias(a), writable_alias(b)
+    args = (g.addr[dt], g.int_zero, ta, tb, m, n, k, _ONE[dt], pa, lda, a_row, pb, ldb, b_col)
     return BlockedGemm(args + (out, n * size, size), g, (a, b))
 
 

@@ -31,6 +31,7 @@ compiles and compile seconds for :func:`cache_info`.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
 import glob
 import hashlib
@@ -68,6 +69,7 @@ __all__ = [
     "njit_cached",
     "numba_cache_dir",
     "set_cache_dir",
+    "writable_alias",
 ]
 
 
@@ -729,6 +731,29 @@ def njit_cached(fn=None, *, parallel: bool = False, **flags):
 
 
 # --------------------------------------------------------------------------- introspection
+def writable_alias(x):
+    """``x`` itself, or for a read-only array a writable one over the same memory, for a
+    kernel argument the kernel only reads: numba types read-only arrays apart, so a
+    read-only input (a memory-mapped file, a broadcast view, another library's frozen array)
+    would compile the same kernel a second time. The caller keeps ``x`` alive meanwhile.
+
+    >>> ro = np.ones(3); ro.flags.writeable = False
+    >>> w = writable_alias(ro)
+    >>> bool(w.flags.writeable), w.ctypes.data == ro.ctypes.data
+    (True, True)
+    """
+    if x.flags.writeable:
+        return x
+    if not x.size:
+        return np.empty(x.shape, x.dtype)  # nothing is read
+    # the bytes from the lowest address an element occupies to past the highest
+    start = x.ctypes.data
+    lo = start + sum([(n - 1) * st for n, st in zip(x.shape, x.strides) if st < 0])
+    hi = start + sum([(n - 1) * st for n, st in zip(x.shape, x.strides) if st > 0]) + x.itemsize
+    memory = (ctypes.c_char * (hi - lo)).from_address(lo)
+    return np.ndarray(x.shape, x.dtype, memory, start - lo, x.strides)
+
+
 def cache_info() -> CacheInfo:
     """Counters since process start (or the last ``clear_cache``).
 

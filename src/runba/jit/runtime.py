@@ -405,37 +405,13 @@ def _strided(views):
     return tuple(specs), arrays, strides
 
 
-def _writable_alias(x: np.ndarray) -> np.ndarray:
-    """``x`` itself, or for a read-only array a writable one over the same memory: numba
-    types read-only arrays apart, so a read-only input (a memory-mapped file, a broadcast
-    view, another library's frozen array) would compile the same kernel a second time. A
-    kernel never writes its inputs, and ``x`` (a node's input) outlives the launch."""
-    if x.flags.writeable:
-        return x
-    if not x.size:
-        return np.empty(x.shape, x.dtype)  # nothing is read
-    # the bytes from the lowest address an element occupies to past the highest
-    start = x.ctypes.data
-    lo = start + sum([(n - 1) * st for n, st in zip(x.shape, x.strides) if st < 0])
-    hi = start + sum([(n - 1) * st for n, st in zip(x.shape, x.strides) if st > 0]) + x.itemsize
-    memory = (ctypes.c_char * (hi - lo)).from_address(lo)
-    return np.ndarray(x.shape, x.dtype, memory, start - lo, x.strides)
-
-
 def _launch(step, nodes, kernel, src, name, sizes, args, b, outs, strides, chunks, level, tail=()):
     """Call ``kernel``: loop sizes, arrays, scalars, outputs, stride arguments, the chunk
     count, then ``tail`` (a GEMM-epilogue kernel's BLAS arguments)."""
     for a in args:
-        if not a.flags.writeable:
-            args = [_writable_alias(x) for x in args]
+        if not a.flags.writeable:  # read-only inputs: one kernel signature for both
+            args = [loader.writable_alias(x) for x in args]
             break
-    if tail and not (
-        tail[blas.BlockedGemm.ARG_A].flags.writeable
-        and tail[blas.BlockedGemm.ARG_B].flags.writeable
-    ):
-        tail = list(tail)
-        tail[blas.BlockedGemm.ARG_A] = _writable_alias(tail[blas.BlockedGemm.ARG_A])
-        tail[blas.BlockedGemm.ARG_B] = _writable_alias(tail[blas.BlockedGemm.ARG_B])
     t = b.scalar_type
     if t is not None:
         # one array of t (the kernel's ``s``): each element converted as t(x) converts,
