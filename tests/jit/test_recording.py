@@ -48,24 +48,47 @@ def _keys_and_values(fn, args):
 
 
 def test_fast_path_records_what_the_general_path_records(monkeypatch):
+    """Both fast paths (``_record_on_lazy`` for a lazy float operand and a scalar,
+    ``_record_fast`` for other all-float calls) give the structural keys and values the
+    general path gives, and a repeat of a fast-recorded op is found (one tanh below)."""
     args = _args()
     fast = []
-    record_fast = capture._record_fast
+    record_fast, on_lazy = capture._record_fast, capture._record_on_lazy
 
     def counting(op, inputs, attrs):
         out = record_fast(op, inputs, attrs)
         fast.append(out is not None)
         return out
 
+    def counting_lazy(op, inputs):
+        out = on_lazy(op, inputs)
+        fast.append(out is not capture._GENERAL)
+        return out
+
     monkeypatch.setattr(capture, "_record_fast", counting)
+    monkeypatch.setattr(capture, "_record_on_lazy", counting_lazy)
     keys, vals = _keys_and_values(_mixed, args)
     assert any(fast) and not all(fast), fast  # both paths ran
     monkeypatch.setattr(capture, "_record_fast", lambda op, inputs, attrs: None)
+    monkeypatch.setattr(capture, "_record_on_lazy", lambda op, inputs: capture._GENERAL)
     general_keys, general_vals = _keys_and_values(_mixed, args)
     assert keys == general_keys
     for v, w in zip(vals, general_vals):
         np.testing.assert_array_equal(v, w)
     assert_fused_matches(_mixed, *args)
+
+
+def test_a_repeat_of_an_op_recorded_on_a_lazy_operand_is_one_node():
+    x = randn(4, 6)
+
+    def fn(x):
+        y = x * 2.0
+        return y.tanh() + 1.5, y.tanh() + 1.5, (y > 0.5) + 0, (y > 0.5) + 0
+
+    report = runba.jit.explain(fn, x)
+    (ops,) = [ln.strip() for ln in report.splitlines() if ln.strip().startswith("ops:")]
+    assert ops.count("tanh#") == 1 and ops.count("gt#") == 1, report
+    assert_fused_matches(fn, x)
 
 
 def test_fast_path_with_gradients_matches_eager():
