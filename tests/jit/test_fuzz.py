@@ -15,7 +15,8 @@ float64 numpy (``ref``). Every program runs
   gradients of a random weighting of the outputs, through the fused forward, match eager's.
 
 A failure prints the seed and a standalone repro (the program's text). ``RUNBA_FUZZ_N=5000``
-runs more seeds; ``python tests/jit/test_fuzz.py SEED`` prints one seed's repro.
+runs more seeds, ``RUNBA_FUZZ_FROM=5000`` starts past the ones already run;
+``python tests/jit/test_fuzz.py SEED`` prints one seed's repro.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ import pytest
 import runba
 
 N_SEEDS = int(os.environ.get("RUNBA_FUZZ_N", "50"))
-SEEDS = list(range(N_SEEDS))
+FIRST_SEED = int(os.environ.get("RUNBA_FUZZ_FROM", "0"))  # explore new seeds past CI's
+SEEDS = list(range(FIRST_SEED, FIRST_SEED + N_SEEDS))
 LARGE_EVERY = 5  # every fifth seed also runs at a size above the parallel threshold
 LARGE_ELEMENTS = 150_000
 MAX_ELEMENTS = 4 * LARGE_ELEMENTS
@@ -502,7 +504,7 @@ def test_fuzz_program(seed):
 
 # Gradient mode: backward through the fused forward (values a graph saved for backward are
 # kept outputs of its kernels; the backward itself runs eagerly) gives eager's gradients.
-GRAD_SEEDS = list(range(int(os.environ.get("RUNBA_FUZZ_GRAD_N", "30"))))
+GRAD_SEEDS = list(range(FIRST_SEED, FIRST_SEED + int(os.environ.get("RUNBA_FUZZ_GRAD_N", "30"))))
 
 
 def _gradients(run, ns, seed):
