@@ -27,28 +27,11 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from bench_fusion import chain25  # noqa: E402
+from bench_fusion import chain25, kernel_timer  # noqa: E402
 
 import runba  # noqa: E402
 import runba.nn.functional as F  # noqa: E402
 from runba import nn  # noqa: E402
-from runba.jit import runtime  # noqa: E402
-
-
-def _kernel_timer():
-    """Wrap the runtime's kernel launch; returns the list each launch's seconds go to."""
-    spent = []
-    launch = runtime._launch
-
-    def timed(*args, **kwargs):
-        t = time.perf_counter()
-        try:
-            return launch(*args, **kwargs)
-        finally:
-            spent.append(time.perf_counter() - t)
-
-    runtime._launch = timed
-    return spent
 
 
 def split(fn, x, repeats, spent):
@@ -86,7 +69,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=2000)
     ap.add_argument("--json", help="write the results to this file")
     args = ap.parse_args()
-    spent = _kernel_timer()
+    spent, _ = kernel_timer()
     results = {}
 
     x = runba.randn(16)

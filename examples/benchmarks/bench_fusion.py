@@ -68,14 +68,12 @@ def _inference(x, eager, fused, torch_fn=None) -> dict:
     return fns
 
 
-def kernel_floor(fused_call, repeats: int) -> float:
-    """Median seconds per call that ``fused_call`` spends inside its kernel launches (the
-    numba calls themselves, timed in the runtime): what a fused call would cost if recording
-    and the rest of realization were free. Measured after the table's timing, so the timer
-    does not touch those numbers."""
+def kernel_timer():
+    """Wrap the JIT runtime's kernel launch (runtime._launch); returns the list each launch's
+    seconds go to and a function that removes the wrapper."""
     from runba.jit import runtime
 
-    spent, per_call = [], []
+    spent = []
     launch = runtime._launch
 
     def timed(*args, **kwargs):
@@ -86,13 +84,23 @@ def kernel_floor(fused_call, repeats: int) -> float:
             spent.append(time.perf_counter() - t)
 
     runtime._launch = timed
+    return spent, lambda: setattr(runtime, "_launch", launch)
+
+
+def kernel_floor(fused_call, repeats: int) -> float:
+    """Median seconds per call that ``fused_call`` spends inside its kernel launches (the
+    numba calls themselves, timed in the runtime): what a fused call would cost if recording
+    and the rest of realization were free. Measured after the table's timing, so the timer
+    does not touch those numbers."""
+    spent, restore = kernel_timer()
+    per_call = []
     try:
         for _ in range(max(repeats, 20)):
             spent.clear()
             fused_call()
             per_call.append(sum(spent))
     finally:
-        runtime._launch = launch
+        restore()
     return float(np.median(per_call))
 
 
