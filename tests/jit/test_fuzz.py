@@ -11,7 +11,7 @@ float64 numpy (``ref``). Every program runs
   parallel threshold: the ``prange`` branches run) and must compile nothing either;
 * warm-disk (a handful of seeds): a second Python process runs the standalone repros against
   the same ``RUNBA_CACHE_DIR`` and reports zero compiles;
-* gradients (the first ``RUNBA_FUZZ_GRAD_N`` seeds): every input requires grad, and the
+* gradients (the first ``RUNBA_FUZZ_GRAD_N`` of the seeds): every input requires grad, and the
   gradients of a random weighting of the outputs, through the fused forward, match eager's.
 
 A failure prints the seed and a standalone repro (the program's text). ``RUNBA_FUZZ_N=5000``
