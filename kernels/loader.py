@@ -49,6 +49,7 @@ from pathlib import Path
 import llvmlite
 import numba
 import numpy as np
+from llvmlite import binding as _llvm
 from numba.core import caching as _nb_caching
 from numba.core.registry import CPUDispatcher
 
@@ -376,6 +377,74 @@ class _Locator(_nb_caching._CacheLocator):
         return None
 
 
+# ``prange`` bodies. numba compiles each into a library of its own (machine code loaded at
+# once) and links a second copy, optimized again with the kernel, into the kernel's object
+# code. The kernel calls its body by symbol, and the process's first definition of a symbol
+# wins: the compiling process runs the first copy, a process that loads the cached object
+# the second, and the two can round differently (a reduction reassociated anew: results
+# 1 ulp apart). So the cache stores each body's own object and loads it before the kernel:
+# every process runs the code the compiling process ran.
+#
+# The body's symbol is numba's per-process name (an object's address and a counter), so a
+# cached body can share it with a different body already in this process; the kernel would
+# then call that one. :data:`_parfor_bodies` records, per loaded body symbol, a hash of its
+# object code, and a clash makes the entry a miss (recompiled: fresh names).
+_PARFOR = "__numba_parfor_gufunc"
+_PAYLOAD = "runba-kernel-1"  # a payload from before the body objects fails to unpack
+_parfor_bodies: dict[str, str] = {}  # symbol -> sha1 of the object code that defines it
+
+
+class _ParforClash(Exception):
+    """A cached ``prange`` body's symbol names different code already loaded here."""
+
+
+def _parfor_libraries(library) -> list:
+    """The ``prange`` body libraries linked (at any depth) into numba code library
+    ``library``, each once."""
+    found, seen, todo = {}, set(), [library]
+    while todo:
+        lib = todo.pop()
+        for sub in lib._linking_libraries:
+            if id(sub) in seen:
+                continue
+            seen.add(id(sub))
+            if _PARFOR in sub.name:
+                found[sub.name] = sub
+            todo.append(sub)
+    return list(found.values())
+
+
+def _body_symbols(module) -> list[str]:
+    return [f.name for f in module.functions if not f.is_declaration and _PARFOR in f.name]
+
+
+def _note_compiled_bodies(cres) -> None:
+    # bodies compiled here are loaded here: a later load of the same entry must reuse them
+    for lib in _parfor_libraries(cres.library):
+        with contextlib.suppress(Exception):
+            digest = hashlib.sha1(lib._get_compiled_object()).hexdigest()
+            for sym in _body_symbols(lib._final_module):
+                _parfor_bodies.setdefault(sym, digest)
+
+
+def _load_body(codegen, state) -> None:
+    """Load one cached ``prange`` body (numba's serialized library ``state``) into the
+    process, unless the same code is already here; :class:`_ParforClash` when its symbol
+    names other code."""
+    _name, _kind, (obj, bitcode) = state
+    digest = hashlib.sha1(obj).hexdigest()
+    symbols = _body_symbols(_llvm.parse_bitcode(bitcode))
+    engine = codegen._engine
+    here = [s for s in symbols if engine.is_symbol_defined(s)]
+    if here:
+        if all(_parfor_bodies.get(s) == digest for s in here) and len(here) == len(symbols):
+            return  # loaded (or compiled) before in this process: the same code
+        raise _ParforClash(f"prange body symbol {here[0]} already names other code")
+    codegen.unserialize_library(state)  # the engine keeps the code; nothing else refers to it
+    for s in symbols:
+        _parfor_bodies[s] = digest
+
+
 class _Impl(_nb_caching.CompileResultCacheImpl):
     # Same as numba's __init__ minus the locator search.
     def __init__(self, py_func, locator: _Locator, modname: str):
@@ -383,6 +452,19 @@ class _Impl(_nb_caching.CompileResultCacheImpl):
         self._locator = locator
         fullname = f"{modname}.{py_func.__qualname__}"
         self._filename_base = self.get_filename_base(fullname, getattr(sys, "abiflags", ""))
+
+    def reduce(self, cres):
+        bodies = [lib.serialize_using_object_code() for lib in _parfor_libraries(cres.library)]
+        return (_PAYLOAD, bodies, super().reduce(cres))
+
+    def rebuild(self, target_context, payload):
+        tag, bodies, kernel = payload
+        if tag != _PAYLOAD:
+            raise ValueError(f"cache payload {tag!r}, wanted {_PAYLOAD!r}")
+        codegen = target_context.codegen()
+        for state in bodies:
+            _load_body(codegen, state)
+        return super().rebuild(target_context, kernel)
 
 
 class _NumbaCache(_nb_caching.Cache):
@@ -448,6 +530,8 @@ class _KernelCache(_nb_caching._Cache):
                 cres = inner.load_overload(sig, target_context)
                 if cres is not None:
                     self._check_foreign(cres, sig)
+            except _ParforClash:
+                cres = None  # a valid entry this process cannot run: compile anew
             except Exception as exc:  # any unreadable entry is a miss, never a crash
                 self._bad_entry(f"{type(exc).__name__}: {exc}")
                 cres = None
@@ -465,6 +549,7 @@ class _KernelCache(_nb_caching._Cache):
         if t0 is not None:
             _count("compiles")
             _count("compile_seconds", time.perf_counter() - t0)
+        _note_compiled_bodies(data)
         inner = self._get_inner()
         if inner is None:
             return

@@ -395,6 +395,111 @@ def test_read_only_dir(cache):
         cache.chmod(0o700)
 
 
+# --------------------------------------------------------------------------- prange bodies
+# A row softmax shaped like the JIT's row kernels: the max reduction, exp and sum, in a
+# prange over row chunks. Compiled in one process and loaded from the cache in another, its
+# prange body used to be two different builds (numba links a re-optimized copy into the
+# cached object) whose sums rounded 1 ulp apart.
+SOFTMAX_SRC = textwrap.dedent(
+    """
+    import numpy as np
+    from numba import prange
+    from runba.kernels.mathlib import exp_f32, nan_maximum, prefer_wide_vectors
+
+
+    def R_softmax_f32(a, b, out, chunks):
+        prefer_wide_vectors()
+        rows = a.shape[0]
+        n = a.shape[1]
+        for c in prange(chunks):
+            prefer_wide_vectors()
+            w = np.empty(n, np.float32)
+            for r in range(c * rows // chunks, (c + 1) * rows // chunks):
+                m = np.float32(-np.inf)
+                for j in range(n):
+                    v = a[r, j] + b[j]
+                    w[j] = v
+                    m = nan_maximum(m, v)
+                s = np.float32(0)
+                for j in range(n):
+                    e = exp_f32(w[j] - m)
+                    w[j] = e
+                    s = s + e
+                for j in range(n):
+                    out[r, j] = w[j] / s
+    """
+)
+SOFTMAX_CHILD = textwrap.dedent(
+    """
+    import hashlib, json, sys
+    sys.path.insert(0, sys.argv[2])
+    from test_loader import SOFTMAX_SRC, _run_softmax
+    from runba.kernels import loader
+
+    out = _run_softmax()
+    info = loader.cache_info()
+    print(json.dumps({"digest": hashlib.sha1(out.tobytes()).hexdigest(),
+                      "compiles": info.compiles, "disk_hits": info.disk_hits}))
+    """
+)
+
+
+def _run_softmax():
+    k = loader.load_kernel(SOFTMAX_SRC, "R_softmax_f32", parallel=True)
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((512, 1024), dtype=np.float32)
+    b = rng.standard_normal(1024, dtype=np.float32)
+    out = np.empty_like(a)
+    k(a, b, out, 2)
+    z = np.exp((a + b).astype(np.float64) - (a + b).max(axis=1, keepdims=True))
+    np.testing.assert_allclose(out, z / z.sum(axis=1, keepdims=True), rtol=2e-6, atol=1e-9)
+    return out
+
+
+def test_compiling_and_loading_processes_compute_the_same_bits(cache):
+    def child():
+        env = dict(os.environ, RUNBA_CACHE_DIR=str(cache))
+        r = subprocess.run(
+            [sys.executable, "-c", SOFTMAX_CHILD, "", str(Path(__file__).parent)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout.strip().splitlines()[-1])
+
+    cold, warm = child(), child()
+    assert (cold["compiles"], warm["compiles"], warm["disk_hits"]) == (1, 0, 1)
+    assert cold["digest"] == warm["digest"]
+
+
+def test_prange_body_already_here_is_reused_and_a_clash_recompiles(cache):
+    import hashlib
+
+    before = set(loader._parfor_bodies)
+    ref = _run_softmax()
+    assert loader.cache_info().compiles == 1
+    bodies = set(loader._parfor_bodies) - before  # this kernel's prange body symbols
+    assert bodies
+    # the same entry loaded again in this process: its bodies are here already
+    loader.clear_cache(disk=False)
+    np.testing.assert_array_equal(_run_softmax(), ref)
+    assert (loader.cache_info().compiles, loader.cache_info().disk_hits) == (0, 1)
+    # a cached body whose symbol names other code in this process is not run: recompiled
+    saved = dict(loader._parfor_bodies)
+    try:
+        for s in bodies:
+            loader._parfor_bodies[s] = hashlib.sha1(b"other code").hexdigest()
+        loader.clear_cache(disk=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", KernelCacheWarning)
+            np.testing.assert_array_equal(_run_softmax(), ref)
+        assert (loader.cache_info().compiles, loader.cache_info().disk_hits) == (1, 0)
+    finally:
+        loader._parfor_bodies.update(saved)
+
+
 # --------------------------------------------------------------------------- hand-written kernels
 def _hand_written(a, out):
     for i in range(a.shape[0]):
