@@ -45,6 +45,11 @@ from numba import njit, prange
 from runba.kernels.loader import PARALLEL_THRESHOLD, njit_cached
 from runba.kernels.threads import if_blas_spinning
 
+# The first plane of a serial call: a literal 0 there would type as Literal[int](0) and
+# compile the plane helper a second time (~0.7 s each, cold) next to the prange
+# branch's int64 build.
+_ZERO = np.int64(0)
+
 __all__ = ["col2im", "conv_out_size", "im2col"]
 
 
@@ -189,7 +194,7 @@ def _im2col(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, oh_n, ow_n, chunks):
     planes = n_n * c_n
     if cols.size < PARALLEL_THRESHOLD:
         _im2col_planes(
-            xf, cf, 0, planes, n_n, c_n, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh_n, ow_n
+            xf, cf, _ZERO, planes, n_n, c_n, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh_n, ow_n
         )
         return
     chunks = min(planes, chunks)
@@ -207,7 +212,7 @@ def _col2im(cols, dx, kh, kw, sh, sw, ph, pw, dh, dw, oh_n, ow_n, chunks):
     planes = n_n * c_n
     if cols.size < PARALLEL_THRESHOLD:
         _col2im_planes(
-            cf, df, 0, planes, n_n, c_n, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh_n, ow_n
+            cf, df, _ZERO, planes, n_n, c_n, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh_n, ow_n
         )
         return
     chunks = min(planes, chunks)

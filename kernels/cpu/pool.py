@@ -29,6 +29,11 @@ from runba.kernels.cpu.conv import _valid  # output range whose inputs lie insid
 from runba.kernels.loader import PARALLEL_THRESHOLD, njit_cached
 from runba.kernels.threads import if_blas_spinning
 
+# A plane helper gets int64 plane numbers from both branches of its caller: a literal 0
+# (typed Literal[int](0)) or prange's unsigned index would compile the helper a second
+# time (~0.7 s each, cold).
+_ZERO = np.int64(0)
+
 __all__ = [
     "avg_pool2d_backward",
     "avg_pool2d_forward",
@@ -205,7 +210,7 @@ def _max_pool(x, out, kh, kw, sh, sw, ph, pw, dh, dw, chunks):
     xf = x.reshape(-1)
     of = out.reshape(-1)
     if out.size * kh * kw < PARALLEL_THRESHOLD:
-        _max_planes(xf, of, 0, planes, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh_n, ow_n)
+        _max_planes(xf, of, _ZERO, planes, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh_n, ow_n)
         return
     chunks = min(planes, chunks)
     for c in prange(chunks):
@@ -222,7 +227,7 @@ def _argmax_pool(x, out, idx, kh, kw, sh, sw, ph, pw, dh, dw, chunks):
     of = out.reshape(-1)
     idf = idx.reshape(-1)
     if out.size * kh * kw < PARALLEL_THRESHOLD:
-        _argmax_planes(xf, of, idf, 0, planes, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh_n, ow_n)
+        _argmax_planes(xf, of, idf, _ZERO, planes, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh_n, ow_n)
         return
     chunks = min(planes, chunks)
     for c in prange(chunks):
@@ -244,7 +249,7 @@ def _plane_gather(x, idx, out):
             _gather_plane(x, idx, out, p)
     else:
         for p in prange(x.shape[0]):
-            _gather_plane(x, idx, out, p)
+            _gather_plane(x, idx, out, np.int64(p))  # prange's index is unsigned
 
 
 @njit_cached
@@ -262,7 +267,7 @@ def _plane_scatter_add(g, idx, out):
             _scatter_plane(g, idx, out, p)
     else:
         for p in prange(out.shape[0]):
-            _scatter_plane(g, idx, out, p)
+            _scatter_plane(g, idx, out, np.int64(p))  # prange's index is unsigned
 
 
 # ------------------------------------------------------------------------------ avg pooling
@@ -284,7 +289,7 @@ def _avg_pool_fwd(x, out, hs, he, ws, we, div):
             _avg_plane(x, out, p, hs, he, ws, we, div)
     else:
         for p in prange(x.shape[0]):
-            _avg_plane(x, out, p, hs, he, ws, we, div)
+            _avg_plane(x, out, np.int64(p), hs, he, ws, we, div)  # prange's index is unsigned
 
 
 @njit_cached
@@ -307,7 +312,7 @@ def _avg_pool_bwd(g, dx, hs, he, ws, we, div):
             _avg_back_plane(g, dx, p, hs, he, ws, we, div)
     else:
         for p in prange(dx.shape[0]):
-            _avg_back_plane(g, dx, p, hs, he, ws, we, div)
+            _avg_back_plane(g, dx, np.int64(p), hs, he, ws, we, div)  # prange index: unsigned
 
 
 # ------------------------------------------------------------------------------ wrappers
