@@ -419,9 +419,10 @@ def _body_symbols(module) -> list[str]:
 
 
 def _note_compiled_bodies(cres) -> None:
-    # bodies compiled here are loaded here: a later load of the same entry must reuse them
-    for lib in _parfor_libraries(cres.library):
-        with contextlib.suppress(Exception):
+    # bodies compiled here are loaded here: a later load of the same entry must reuse them.
+    # numba internals: if they change, a later load of the entry clashes and recompiles.
+    with contextlib.suppress(Exception):
+        for lib in _parfor_libraries(cres.library):
             digest = hashlib.sha1(lib._get_compiled_object()).hexdigest()
             for sym in _body_symbols(lib._final_module):
                 _parfor_bodies.setdefault(sym, digest)
