@@ -54,6 +54,22 @@ def test_gemm_and_epilogue_run_as_one_kernel_and_match_eager(fn, shapes, kernel)
     assert d.launches == 1
 
 
+def test_a_pointwise_epilogue_has_one_parallel_body_for_row_and_column_blocks():
+    """Column blocks (C wider than tall) and row blocks share one ``prange``: numba compiles
+    each parallel body on its own (~0.4 s), so two would cost that twice on a cold start."""
+    from runba.kernels import loader
+
+    for shapes in ([(128, 96), (80, 96), (80,)], [(40, 96), (150, 96), (150,)]):
+        args = [randn(*s, seed=k) for k, s in enumerate(shapes)]
+        assert_fused_matches(linear_relu, *args, rtol=1e-5, atol=1e-5)
+    kernels = [d for d in loader._memory.values() if d.__name__ == "G_matmul_add_relu_f32"]
+    assert kernels
+    for d in kernels:
+        with open(d.py_func.__code__.co_filename) as fh:
+            assert fh.read().count("prange(") == 1
+        assert len(d.signatures) == 1  # the tall and the wide product: one build
+
+
 def _two(c):
     return c.relu(), c * 2
 
