@@ -287,32 +287,51 @@ def test_plane_gather_and_scatter_at_max_pool_indices():
     np.testing.assert_allclose(dx.reshape(6, -1), want, rtol=1e-14)
 
 
-def test_plane_helpers_compile_one_build_for_both_size_branches():
+_ONE_BUILD_CHILD = """
+import json
+import numpy as np
+from runba.kernels import threads
+from runba.kernels.cpu import conv as K
+from runba.kernels.cpu import pool as P
+from runba.kernels.loader import PARALLEL_THRESHOLD
+from runba.ops.conv import _avg_windows
+
+rng = np.random.default_rng(0)
+for planes in (2, 400):  # serial branch, prange branch
+    x = rng.standard_normal((planes, 1, 24, 24)).astype(np.float32)
+    assert planes == 2 or x.size >= PARALLEL_THRESHOLD
+    cols = K.im2col(x, (3, 3), (1, 1), (1, 1), (1, 1), (24, 24))
+    K.col2im(cols, x.shape, (3, 3), (1, 1), (1, 1), (1, 1), (24, 24))
+    with threads.blas_threads(1):
+        P.max_pool2d(x, (2, 2), (2, 2), (0, 0), (1, 1), (12, 12))
+        P.max_pool2d_with_indices(x, (2, 2), (2, 2), (0, 0), (1, 1), (12, 12))
+    xp = rng.standard_normal((planes * 16, 24, 24)).astype(np.float32)
+    ip = rng.integers(0, 24 * 24, (planes * 16, 12, 12))
+    P.plane_scatter_add(P.plane_gather(xp, ip), ip, (24, 24))
+    windows = _avg_windows((24, 24), (12, 12), (2, 2), (2, 2), (0, 0), True, None)
+    P.avg_pool2d_backward(P.avg_pool2d_forward(x, windows), windows, (24, 24))
+helpers = [K._im2col_planes, K._col2im_planes, P._max_planes, P._argmax_planes,
+           P._gather_plane, P._scatter_plane, P._avg_plane, P._avg_back_plane]
+print(json.dumps({h.__name__: [str(s) for s in h.signatures] for h in helpers}))
+"""
+
+
+def test_plane_helpers_compile_one_build_for_both_size_branches(tmp_path):
     """Each kernel's serial branch and prange branch call its plane helper with int64 plane
     numbers: a literal 0 or prange's unsigned index would compile the helper twice (~0.7 s
-    each on a cold start). One build per array signature, after both branches ran."""
-    from runba.ops.conv import _avg_windows
+    each on a cold start). In a fresh process and cache (a helper loaded with its caller
+    from the disk cache never compiles, so it shows no builds): one build each, after both
+    branches ran."""
+    import json
+    import os
+    import subprocess
+    import sys
 
-    for planes in (2, 400):  # serial branch, prange branch
-        x = RNG.standard_normal((planes, 1, 24, 24)).astype(np.float32)
-        assert planes == 2 or x.size >= PARALLEL_THRESHOLD
-        cols = K.im2col(x, (3, 3), (1, 1), (1, 1), (1, 1), (24, 24))
-        K.col2im(cols, x.shape, (3, 3), (1, 1), (1, 1), (1, 1), (24, 24))
-        with threads.blas_threads(1):
-            P.max_pool2d(x, (2, 2), (2, 2), (0, 0), (1, 1), (12, 12))
-            v, idx = P.max_pool2d_with_indices(x, (2, 2), (2, 2), (0, 0), (1, 1), (12, 12))
-        xp = RNG.standard_normal((planes * 16, 24, 24)).astype(np.float32)
-        ip = RNG.integers(0, 24 * 24, (planes * 16, 12, 12))
-        P.plane_scatter_add(P.plane_gather(xp, ip), ip, (24, 24))
-        windows = _avg_windows((24, 24), (12, 12), (2, 2), (2, 2), (0, 0), True, None)
-        P.avg_pool2d_backward(P.avg_pool2d_forward(x, windows), windows, (24, 24))
-    helpers = [K._im2col_planes, K._col2im_planes, P._max_planes, P._argmax_planes]
-    helpers += [P._gather_plane, P._scatter_plane, P._avg_plane, P._avg_back_plane]
-    for h in helpers:
-        by_arrays = {}
-        for sig in h.signatures:
-            arrays = tuple(t for t in sig if hasattr(t, "dtype") and hasattr(t, "ndim"))
-            by_arrays.setdefault(arrays, []).append(sig)
-        assert by_arrays, h.__name__
-        for sigs in by_arrays.values():
-            assert len(sigs) == 1, (h.__name__, sigs)
+    env = dict(os.environ, RUNBA_CACHE_DIR=str(tmp_path))
+    r = subprocess.run(
+        [sys.executable, "-c", _ONE_BUILD_CHILD], env=env, capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr
+    builds = json.loads(r.stdout.strip().splitlines()[-1])
+    for name, sigs in builds.items():
+        assert len(sigs) == 1, (name, sigs)
