@@ -1003,28 +1003,18 @@ def _render(em, group, nodes, args, scalars, layout, stages=None, gemm=None, sca
             v = em.emit(i, memo, lines, ind2)
             lines.append(" " * ind2 + f"{em.access(f'o{k}', layout.out_axes[k])} = {v}")
 
-    def gemm_chunks(lines, ind, extent, gemm_call, parallel=True):
-        """Open the ``prange`` (``range`` when not ``parallel``) over blocks [glo, ghi) of
-        ``extent`` (C's rows or columns), each first computed by ``gemm_call``; return the
-        chunk body's indent."""
-        lines.append(" " * ind + f"nch = max(min({extent}, chunks), 1)")
+    def gemm_rows(lines, ind, parallel=True):
+        """The ``prange`` (``range`` when not ``parallel``) over blocks [glo, ghi) of C's
+        rows; each chunk: its rows by BLAS on this thread, then the group on them."""
+        lines.append(" " * ind + "nch = max(min(g_m, chunks), 1)")
         lines.append(" " * ind + f"for c in {'prange' if parallel else 'range'}(nch):")
         ind1 = ind + 4
-        lines.append(" " * ind1 + f"glo = c * {extent} // nch")
-        lines.append(" " * ind1 + f"ghi = (c + 1) * {extent} // nch")
+        lines.append(" " * ind1 + "glo = c * g_m // nch")
+        lines.append(" " * ind1 + "ghi = (c + 1) * g_m // nch")
         lines.append(" " * ind1 + "if ghi > glo:")
-        lines.append(" " * (ind1 + 4) + gemm_call)
-        return ind1
-
-    def gemm_rows(lines, ind, parallel=True):
-        """Each chunk: C's rows [glo, ghi) by BLAS on this thread, then the group on them."""
-        ind1 = gemm_chunks(
-            lines,
-            ind,
-            "g_m",
-            "call_gemm(g_fn, g_iw, g_ta, g_tb, ghi - glo, g_n, g_k, g_alpha, "
-            "g_pa + glo * g_ar, g_lda, g_pb, g_ldb, g_pc + glo * g_cr, g_n)",
-            parallel,
+        lines.append(
+            " " * (ind1 + 4) + "call_gemm(g_fn, g_iw, g_ta, g_tb, ghi - glo, g_n, g_k, g_alpha, "
+            "g_pa + glo * g_ar, g_lda, g_pb, g_ldb, g_pc + glo * g_cr, g_n)"
         )
         if gemm == "flat":
             lines.append(" " * ind1 + "lo = glo * g_n")
