@@ -45,9 +45,9 @@ from numba import njit, prange
 from runba.kernels.loader import PARALLEL_THRESHOLD, njit_cached
 from runba.kernels.threads import if_blas_spinning
 
-# The first plane of a serial call: a literal 0 there would type as Literal[int](0) and
-# compile the plane helper a second time (~0.7 s each, cold) next to the prange
-# branch's int64 build.
+# The first plane of a serial call (conv's and pool's plane helpers): a literal 0 there
+# would type as Literal[int](0) and compile the helper a second time (~0.7 s each, cold)
+# next to the prange branch's int64 build.
 _ZERO = np.int64(0)
 
 __all__ = ["col2im", "conv_out_size", "im2col"]

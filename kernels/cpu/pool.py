@@ -25,14 +25,9 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from runba.kernels.cpu.conv import _valid  # output range whose inputs lie inside
+from runba.kernels.cpu.conv import _ZERO, _valid  # _valid: output range inside the input
 from runba.kernels.loader import PARALLEL_THRESHOLD, njit_cached
 from runba.kernels.threads import if_blas_spinning
-
-# A plane helper gets int64 plane numbers from both branches of its caller: a literal 0
-# (typed Literal[int](0)) or prange's unsigned index would compile the helper a second
-# time (~0.7 s each, cold).
-_ZERO = np.int64(0)
 
 __all__ = [
     "avg_pool2d_backward",
