@@ -32,7 +32,6 @@ import os
 import sys
 import threading
 
-import numba
 import numpy as np
 from llvmlite import ir
 from numba import prange, types
@@ -453,7 +452,7 @@ def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> bool:
     want = (m, n) if a.ndim == 2 else (nb, m, n)
     if b.shape[-2] != k or out.shape != want or not out.flags.c_contiguous:
         return False
-    nthreads = numba.get_num_threads()
+    nthreads = threads.pool_num_threads()
     if nb * m * n * k < MIN_WORK or nthreads < 2:
         return False
     g = _find()

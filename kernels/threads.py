@@ -28,6 +28,7 @@ import time
 import warnings
 
 import numba
+from numba.np.ufunc import parallel as _numba_parallel
 
 __all__ = [
     "after_blas",
@@ -352,6 +353,22 @@ def set_num_threads(n: int) -> None:
     ensure_threading_layer()
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     set_blas_num_threads(n)
+
+
+def pool_num_threads() -> int:
+    """``numba.get_num_threads()`` for hot paths: once numba's pool is up, read the count
+    directly. numba's own function takes a multiprocessing lock and a thread lock on every
+    call to check that the pool is launched (~1.5 µs, several times that right after a
+    kernel has evicted the caches); the check is only needed until the pool exists.
+
+    >>> pool_num_threads() >= 1
+    True
+    """
+    if _numba_parallel._is_initialized:
+        n = _numba_parallel._get_num_threads()
+        if n > 0:
+            return n
+    return numba.get_num_threads()  # launches the pool (or raises numba's error)
 
 
 def get_num_threads() -> int:

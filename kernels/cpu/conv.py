@@ -38,12 +38,11 @@ compile.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 from numba import njit, prange
 
 from runba.kernels.loader import PARALLEL_THRESHOLD, njit_cached
-from runba.kernels.threads import if_blas_spinning
+from runba.kernels.threads import if_blas_spinning, pool_num_threads
 
 # The first plane of a serial call (conv's and pool's plane helpers): a literal 0 there
 # would type as Literal[int](0) and compile the helper a second time (~0.7 s each, cold)
@@ -224,7 +223,7 @@ def _col2im(cols, dx, kh, kw, sh, sw, ph, pw, dh, dw, oh_n, ow_n, chunks):
 
 def _chunks() -> int:
     # a few chunks per thread balance uneven planes; read at call time (set_num_threads)
-    return 4 * numba.get_num_threads()
+    return 4 * pool_num_threads()
 
 
 def conv_out_size(size: int, k: int, stride: int, pad_total: int, dilation: int) -> int:

@@ -21,13 +21,12 @@ accumulated serially by one thread and never race.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 from numba import njit, prange
 
 from runba.kernels.cpu.conv import _ZERO, _valid  # _valid: output range inside the input
 from runba.kernels.loader import PARALLEL_THRESHOLD, njit_cached
-from runba.kernels.threads import if_blas_spinning
+from runba.kernels.threads import if_blas_spinning, pool_num_threads
 
 __all__ = [
     "avg_pool2d_backward",
@@ -320,7 +319,7 @@ def _planes(a, ndim, name):
 
 def _chunks() -> int:
     # a few chunks per thread balance uneven planes; read at call time (set_num_threads)
-    return 4 * numba.get_num_threads()
+    return 4 * pool_num_threads()
 
 
 def _max_pool_args(x, out_size, name):

@@ -16,7 +16,6 @@ import threading
 import time
 import weakref
 
-import numba
 import numpy as np
 
 from runba import _malloc
@@ -575,7 +574,7 @@ def _run_gemm_group(plan, mm_step, step, nodes, values, nthreads, level) -> bool
 
 
 def _run_steps(plan, nodes, values, level) -> int:
-    nthreads = numba.get_num_threads()  # per thread, and after_blas may have changed it
+    nthreads = threads.pool_num_threads()  # per thread; after_blas may have changed it
     n_kernels = 0
     steps = plan.steps
     skip = False
@@ -667,18 +666,17 @@ def run_graph(graph) -> None:
         n_kernels = _run_steps(plan, nodes, values, level)
     if level >= 1:
         cache.debug(1, f"realized {len(nodes)} nodes: {n_kernels} kernels, {len(plan.steps)} steps")
-    # hand the kept values out, and drop every node's references so buffers and captured
-    # arrays can be freed
-    for n, k in zip(nodes, key):
-        if k & 1:
-            v = values[n.index]
-            if n.view_of is not None:
-                v = _aliased_view(n, values, key, v)
-            for r in n.refs:
-                t = r()
-                if t is not None and t._lazy is n:
-                    t._data = v
-                    t._lazy = None
-        n.inputs = ()
+    # hand the kept values out (a plan is per key, so it knows which nodes are kept); the
+    # nodes then die with this frame and graph.nodes, freeing buffers and captured arrays
+    for i in plan.kept:
+        n = nodes[i]
+        v = values[i]
+        if n.view_of is not None:
+            v = _aliased_view(n, values, key, v)
+        for r in n.refs:
+            t = r()
+            if t is not None and t._lazy is n:
+                t._data = v
+                t._lazy = None
         n.refs = []
     graph.nodes = []

@@ -117,10 +117,13 @@ class Plan:
     """The steps of one graph structure, in execution order; ``launchers`` caches the
     compiled kernel per (group index, layout variant), filled by the runtime."""
 
-    __slots__ = ("steps", "launchers", "bindings", "guards")
+    __slots__ = ("steps", "launchers", "bindings", "guards", "kept")
 
-    def __init__(self, steps, guards=()):
+    def __init__(self, steps, guards=(), kept=()):
         self.steps = steps
+        # the indices of the nodes a live tensor shows (odd entries of the key): the only
+        # values a run hands out
+        self.kept = kept
         self.launchers: dict = {}
         self.bindings: dict = {}  # group index -> runtime.GroupBinding
         # (i, (j, pos)): node i's shape equalled that of node j (pos None) or of node j's
@@ -367,7 +370,7 @@ class _Builder:
                 s.outputs = [i for i in s.nodes if self._written(i) or i in consumers_outside]
         # groups that write nothing (every value dead) are dropped
         steps = [s for s in self.steps if not isinstance(s, KernelGroup) or s.outputs]
-        return Plan(steps, tuple(self.guards))
+        return Plan(steps, tuple(self.guards), tuple([i for i, k in enumerate(self.kept) if k]))
 
 
 def schedule(nodes, kept, siblings=True) -> Plan:
