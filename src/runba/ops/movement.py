@@ -272,9 +272,12 @@ swapaxes = swapdims = transpose
 @tensor_method()
 def t(input):
     """Transpose a <= 2-D tensor."""
-    if input.ndim > 2:
-        raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {input.ndim}D")
-    return transpose(input, 0, 1) if input.ndim == 2 else input.view(input.shape)
+    ndim = input._data.ndim
+    if ndim == 2:  # F.linear's weight.t() on every call: straight to the permute
+        return dispatch(PERMUTE, (input,), {"dims": (1, 0)})
+    if ndim > 2:
+        raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {ndim}D")
+    return input.view(input.shape)
 
 
 @tensor_method()
