@@ -209,3 +209,60 @@ def test_an_in_place_write_to_the_weight_after_recording_is_not_seen():
     w.add_(1.0)  # realizes the pending graph first, as eager would have read w by now
     np.testing.assert_allclose(out.numpy(), want, rtol=1e-5, atol=1e-5)
     assert explain_counts(runba.jit.explain(matmul_relu, x, w))[2] == 0
+
+
+def _buffers(monkeypatch):
+    """The shapes of the buffers the runtime allocates from now on."""
+    from runba.jit import runtime
+
+    shapes = []
+    new = runtime._new_buffer
+
+    def counted(shape, npdt):
+        shapes.append(tuple(shape))
+        return new(shape, npdt)
+
+    monkeypatch.setattr(runtime, "_new_buffer", counted)
+    return shapes
+
+
+@pytest.mark.parametrize(
+    "fn,shapes",
+    [
+        (linear_relu, [(128, 96), (80, 96), (80,)]),  # row blocks
+        (matmul_relu, [(96, 60), (60, 70)]),  # flat
+        (linear_relu, [(40, 96), (150, 96), (150,)]),  # column blocks
+    ],
+)
+def test_a_pointwise_epilogue_writes_its_output_over_the_scratch_product(fn, shapes, monkeypatch):
+    args = [randn(*s, seed=k) for k, s in enumerate(shapes)]
+    want = fn(*args).numpy()
+    fused = runba.fuse(fn)
+    fused(*args).numpy()  # plan and kernel made
+    allocated = _buffers(monkeypatch)
+    got = fused(*args).numpy()
+    assert allocated == [want.shape]  # C only: the epilogue's output is C's storage
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def _relu_and_sum(x, w):
+    c = x @ w
+    return c.relu(), c.sum()  # C read by the epilogue and by a later reduction
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        _relu_and_sum,
+        lambda x, w: _kept(x @ w),  # C shown by a live tensor
+        lambda x, w: (x @ w).softmax(-1),  # a row kernel with reductions
+        lambda x, w: (x @ w) > 0,  # an output of another dtype
+    ],
+    ids=["read later", "kept", "reductions", "bool output"],
+)
+def test_the_product_keeps_its_own_buffer_where_it_is_not_scratch(fn, monkeypatch):
+    x, w = randn(96, 60), randn(60, 70, seed=1)
+    assert_fused_matches(fn, x, w, rtol=1e-5, atol=1e-5)  # plan and kernels made
+    allocated = _buffers(monkeypatch)
+    assert_fused_matches(fn, x, w, rtol=1e-5, atol=1e-5)
+    assert allocated.count((96, 70)) >= 2

@@ -58,6 +58,7 @@ class GroupBinding:
         "arg_perm",
         "out_perm",
         "gemm_layout",
+        "epilogue_in_c",
     )
 
     def __init__(self, group, nodes):
@@ -66,6 +67,7 @@ class GroupBinding:
         # layout of a run inside a GEMM's row blocks, likewise (_run_gemm_group)
         self.contiguous = None
         self.gemm_layout = None
+        self.epilogue_in_c = None  # _run_gemm_group: may the output overwrite C? (per plan)
         full = _kernel_shape(group, nodes)
         r = len(full)
         perm = group.perm
@@ -558,7 +560,16 @@ def _run_gemm_group(plan, mm_step, step, nodes, values, nthreads, level) -> bool
     sizes = _loop_sizes(layout, mm.shape)
     args = [_merged_view(arr, ax, sizes) for arr, ax in zip(arrays, layout.arg_axes)]
     kernel, src, name = _gemm_launcher(plan, step, nodes, b, layout)
-    outs = _new_outputs(step, nodes, values, layout, sizes)
+    in_c = b.epilogue_in_c
+    if in_c is None:
+        in_c = b.epilogue_in_c = _epilogue_in_c(plan, mm_step, step, nodes, b)
+    if in_c:
+        # each element of C is read once, then the result is stored at the same position:
+        # no output buffer to fill, and 1 C-sized array less through the caches per call
+        values[step.outputs[0]] = c
+        outs = [_merged_view(c, layout.out_axes[0], sizes)]
+    else:
+        outs = _new_outputs(step, nodes, values, layout, sizes)
     # one chunk per thread, a BLAS block each; one chunk (the kernel's serial branch) below
     # MIN_WORK, where a parallel region costs more than it saves, or with one thread
     m, k = mm.inputs[0].shape
@@ -570,6 +581,30 @@ def _run_gemm_group(plan, mm_step, step, nodes, values, nthreads, level) -> bool
     if listeners:
         for fn in listeners:
             fn("gemm", mm.index, step.index, name)
+    return True
+
+
+def _epilogue_in_c(plan, mm_step, step, nodes, b) -> bool:
+    """Whether GEMM-epilogue group ``step`` may write its output over C, the GEMM's result:
+    a pointwise group (no reduction) with one output of C's shape and dtype, reading C only
+    at the element it writes (role FULL), where C is scratch: no live tensor shows it and no
+    later step reads it. Fixed per plan (the plan's key says what is kept)."""
+    mm = nodes[mm_step.node]
+    if step.reductions or len(step.outputs) != 1 or mm.index in plan.kept:
+        return False
+    out = nodes[step.outputs[0]]
+    if out.shape != mm.shape or out.dtype is not mm.dtype:
+        return False
+    ref = ("node", mm.index)
+    if any(a.ref == ref and a.role != FULL for a in b.args):
+        return False
+    later = plan.steps[plan.steps.index(step) + 1 :]
+    for s in later:
+        if isinstance(s, NumpyStep):
+            if any(x is mm for x in nodes[s.node].inputs):
+                return False
+        elif ref in plan.bindings[s.index].refs:
+            return False
     return True
 
 
