@@ -702,7 +702,8 @@ def run_graph(graph) -> None:
     if level >= 1:
         cache.debug(1, f"realized {len(nodes)} nodes: {n_kernels} kernels, {len(plan.steps)} steps")
     # hand the kept values out (a plan is per key, so it knows which nodes are kept); the
-    # nodes then die with this frame and graph.nodes, freeing buffers and captured arrays
+    # other nodes die once this frame, graph.nodes and the graph's value-key tables (cleared
+    # by Graph.realize) drop them, freeing buffers and captured arrays
     for i in plan.kept:
         n = nodes[i]
         v = values[i]
