@@ -5,7 +5,8 @@ general path records, and the graph's structural key stays readable and bounded.
 from __future__ import annotations
 
 import numpy as np
-from jitutil import assert_fused_matches, randn
+import pytest
+from jitutil import assert_fused_matches, needs_gemm, randn
 
 import runba
 from runba.jit import capture, graph, runtime
@@ -127,3 +128,130 @@ def test_new_plan_reason_names_the_changed_field(monkeypatch, capsys):
     f(randn(4, dtype=np.float64)).numpy()
     err = capsys.readouterr().err
     assert "node 0 (mul): dtype changed ('float32' -> 'float64')" in err, err
+
+
+# -- F.linear inside fuse: one call records the GEMM node and the bias add (Recorder.linear)
+_ONE_CALL_LINEAR = capture.Recorder.linear
+
+
+def _linear_keys_and_values(fn, args, monkeypatch, one_call: bool):
+    """Structural keys and values of ``fn`` fused, with Recorder.linear as is (``one_call``)
+    or disabled (every F.linear records op by op); also how often it recorded."""
+    took = []
+
+    def counting(self, *a):
+        out = _ONE_CALL_LINEAR(self, *a) if one_call else None
+        took.append(out is not None)
+        return out
+
+    monkeypatch.setattr(capture.Recorder, "linear", counting)
+    keys, vals = _keys_and_values(fn, args)
+    return keys, vals, took
+
+
+@needs_gemm
+def test_linear_records_in_one_call_what_the_ops_record(monkeypatch):
+    """F.linear's one-call recording gives the structural keys and values that
+    ``input.matmul(weight.t()) + bias`` gives op by op: concrete and lazy inputs, no bias, a
+    strided weight, float64."""
+    args = (
+        randn(6, 7),
+        randn(9, 7, seed=1),
+        randn(9, seed=2),
+        randn(9, 7, dtype=np.float64, seed=3),
+        randn(9, dtype=np.float64, seed=4),
+        randn(12, 9, seed=5),
+    )
+
+    def fn(x, w, b, w64, b64, w2):
+        import runba.nn.functional as F
+
+        y = F.linear(x, w, b).relu()
+        z = F.linear(y * 2, w2[::3], None)  # lazy input, no bias, a strided weight view
+        d = F.linear(x.double() + 0, w64, b64).tanh()  # float64, lazy input
+        return y, z, d
+
+    keys, vals, took = _linear_keys_and_values(fn, args, monkeypatch, one_call=True)
+    assert took == [True, True, True]
+    op_keys, op_vals, _ = _linear_keys_and_values(fn, args, monkeypatch, one_call=False)
+    assert keys == op_keys
+    for v, w in zip(vals, op_vals):
+        np.testing.assert_array_equal(v, w)
+    assert_fused_matches(fn, *args, rtol=1e-5, atol=1e-5)
+
+
+def _linear_fallbacks():
+    """(name, fn, args, requires_grad): F.linear calls the one-call recording leaves to the
+    op-by-op path."""
+    import runba.nn.functional as F
+
+    x, w, b = randn(6, 7), randn(9, 7, seed=1), randn(9, seed=2)
+    return [
+        ("3-D input", lambda x, w, b: F.linear(x, w, b), (randn(2, 7, 7), w, b), False),
+        ("lazy weight", lambda x, w, b: F.linear(x, w * 2, b), (x, w, b), False),
+        ("lazy bias", lambda x, w, b: F.linear(x, w, b + 1), (x, w, b), False),
+        ("broadcast bias", lambda x, w, b: F.linear(x, w, b[:1]), (x, w, b), False),
+        ("empty batch", lambda x, w, b: F.linear(x[:0], w, b), (x, w, b), False),
+        ("1-D input", lambda x, w, b: F.linear(x[0], w, b), (x, w, b), False),
+        ("a gradient to record", lambda x, w, b: F.linear(x, w, b).relu(), (x, w, b), True),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(_linear_fallbacks())))
+def test_linear_outside_the_one_call_cases_records_op_by_op(case, monkeypatch):
+    name, fn, args, rg = _linear_fallbacks()[case]
+    took = []
+
+    def counting(self, *a):
+        out = _ONE_CALL_LINEAR(self, *a)
+        took.append(out is not None)
+        return out
+
+    monkeypatch.setattr(capture.Recorder, "linear", counting)
+    if not rg:
+        assert_fused_matches(fn, *args, rtol=1e-5, atol=1e-5, lazy=False)
+    else:
+        grads = []
+        for run in (fn, runba.fuse(fn)):
+            leaves = [a.clone().requires_grad_() for a in args]
+            run(*leaves).sum().backward()
+            grads.append([a.grad.numpy() for a in leaves])
+        for g, want in zip(grads[1], grads[0]):
+            np.testing.assert_allclose(g, want, rtol=1e-5, atol=1e-5)
+    assert took and not any(took), name
+
+
+@pytest.mark.parametrize(
+    "x_shape,w_shape,b_shape,w_dtype",
+    [
+        ((6, 7), (9, 8), (9,), np.float32),  # inner sizes differ
+        ((6, 7), (9, 7), (9,), np.float64),  # dtypes differ
+        ((6, 7), (9, 7), (5,), np.float32),  # bias of the wrong size
+    ],
+)
+def test_linear_errors_inside_fuse_are_eagers(x_shape, w_shape, b_shape, w_dtype):
+    import runba.nn.functional as F
+
+    args = (randn(*x_shape), randn(*w_shape, dtype=w_dtype, seed=1), randn(*b_shape, seed=2))
+    errors = []
+    for run in (F.linear, runba.fuse(F.linear)):
+        with pytest.raises(Exception) as e:
+            run(*args).numpy()
+        errors.append((type(e.value), str(e.value)))
+    assert errors[1] == errors[0]
+
+
+def test_linear_on_a_graph_that_fills_up_reads_the_realized_input(monkeypatch):
+    """F.linear's input is the last node of a full graph: the one-call recording realizes
+    that graph first and must read the input's value, not its placeholder."""
+    import runba.nn.functional as F
+
+    monkeypatch.setattr(graph, "MAX_PENDING_NODES", 2)
+
+    def fn(x, w, b):
+        for _ in range(3):
+            x = (x * 1.5).tanh()
+            x = F.linear(x, w, b)
+        return x
+
+    assert_fused_matches(fn, randn(5, 6), randn(6, 6, seed=1), randn(6, seed=2), rtol=1e-5)

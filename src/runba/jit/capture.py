@@ -189,6 +189,69 @@ class Recorder:
         finally:
             STATE.capture = prev
 
+    def linear(self, input, weight, bias):
+        """``F.linear`` recorded in one call: the matmul node and the bias add, with the same
+        nodes, keys and plan that ``input.matmul(weight.t()) + bias`` records op by op, but
+        no eager transpose, no intermediate tensor and one pass of checks (~30 µs less per
+        fused call of a Linear layer after a GEMM, measured on Linear 784->512). None where
+        that does not hold - a gradient to record, a weight or bias that is lazy, an input
+        not 2-D or in another graph, other dtypes or shapes, empty tensors, no GEMM - and
+        the caller then records op by op (which raises eager's errors)."""
+        Tensor = registry.Tensor
+        if not (
+            isinstance(input, Tensor)
+            and isinstance(weight, Tensor)
+            and (bias is None or isinstance(bias, Tensor))
+        ):
+            return None
+        if STATE.grad_enabled and (input._rg or weight._rg or (bias is not None and bias._rg)):
+            return None
+        dt = input.dtype
+        x, w = input._data, weight._data  # x: a placeholder when input is lazy (shape only)
+        if (
+            weight._lazy is not None
+            or weight.dtype is not dt
+            or dt not in _GEMM_DTYPES
+            or x.ndim != 2
+            or w.ndim != 2
+            or x.shape[1] != w.shape[1]
+            or not x.size
+            or not w.size
+        ):
+            return None
+        n = w.shape[0]
+        if bias is not None:
+            b = bias._data
+            if bias._lazy is not None or bias.dtype is not dt or b.shape != (n,):
+                return None
+        if not blas.available():
+            return None
+        graph = _graph.current_graph()  # a full one is realized first: input may be concrete now
+        node = input._lazy
+        if node is not None and node.graph is not graph:
+            return None  # another thread's graph: the general path realizes it
+        wt = w.T  # what weight.t() would hold
+        graph.arrays[id(wt)] = wt
+        if node is None:
+            x = input._data
+            graph.arrays[id(x)] = x
+            x_in, x_key = x, _graph.array_key(x)
+        else:
+            x_in, x_key = node, node.index
+        shape = (x.shape[0], n)
+        late = _graph._late
+        matmul = late("runba.ops.linalg", "MATMUL_OP")
+        ins = (x_key, _graph.array_key(wt))
+        mm = graph.add_keyed(matmul, (x_in, wt), _NO_ATTRS, dt, dt, shape, (), ins, ())
+        if bias is not None:
+            graph.arrays[id(b)] = b
+            same_as = graph.same_as
+            v = same_as.get(mm.index, mm) if same_as else mm
+            ins = (mm.index, _graph.array_key(b))
+            add = late("runba.ops.elementwise", "ADD")
+            mm = graph.add_keyed(add, (mm, b), _NO_ATTRS, dt, dt, shape, (), ins, (v, id(b)))
+        return _lazy_result(graph, mm, dt)
+
     def before_write(self, tensor) -> None:
         """``tensor``'s storage is about to be handed out for writing (``numpy()``): realize
         every pending graph that reads it first, as eager mode would have read it by now."""
