@@ -608,9 +608,34 @@ def _epilogue_in_c(plan, mm_step, step, nodes, b) -> bool:
     return True
 
 
-def _run_steps(plan, nodes, values, level) -> int:
+def _run_plan(plan, nodes, values, level) -> None:
+    """Run the plan's steps: by its runner once one is built (runner.py), else step by step;
+    a step-by-step run may build the runner for the next calls. Per-launch debug output
+    (``RUNBA_DEBUG=2``) and explain's listeners take the step-by-step path."""
     nthreads = threads.pool_num_threads()  # per thread; after_blas may have changed it
-    n_kernels = 0
+    fn = plan.runner
+    if fn and level < 2 and not listeners:
+        fn(nodes, values, nthreads)
+        return
+    _run_steps(plan, nodes, values, nthreads, level)
+    if fn is None and not listeners:
+        plan.runner = _late_runner().build(plan, nodes)
+
+
+def _late_runner():
+    from runba.jit import runner  # imports this module
+
+    return runner
+
+
+def _run_gemm_pair(plan, mm_step, step, nodes, values, nthreads) -> None:
+    """A matmul step and the group after it, as _run_steps runs them (for plan runners)."""
+    if not _run_gemm_group(plan, mm_step, step, nodes, values, nthreads, 0):
+        _run_numpy(mm_step, nodes, values)
+        _run_group(plan, step, nodes, values, nthreads, 0)
+
+
+def _run_steps(plan, nodes, values, nthreads, level) -> None:
     steps = plan.steps
     skip = False
     for k, step in enumerate(steps):
@@ -623,14 +648,11 @@ def _run_steps(plan, nodes, values, level) -> int:
                 if isinstance(nxt, KernelGroup) and _run_gemm_group(
                     plan, step, nxt, nodes, values, nthreads, level
                 ):
-                    n_kernels += 1
                     skip = True
                     continue
             _run_numpy(step, nodes, values)
         else:
             _run_group(plan, step, nodes, values, nthreads, level)
-            n_kernels += 1
-    return n_kernels
 
 
 def _aliased_view(node, values, key, own):
@@ -696,10 +718,11 @@ def run_graph(graph) -> None:
     # runba's own GEMM runs in numba's pool, so its epilogue keeps every thread.
     if threads.blas_pool_spinning():
         with threads.after_blas():
-            n_kernels = _run_steps(plan, nodes, values, level)
+            _run_plan(plan, nodes, values, level)
     else:
-        n_kernels = _run_steps(plan, nodes, values, level)
+        _run_plan(plan, nodes, values, level)
     if level >= 1:
+        n_kernels = sum([isinstance(s, KernelGroup) for s in plan.steps])
         cache.debug(1, f"realized {len(nodes)} nodes: {n_kernels} kernels, {len(plan.steps)} steps")
     # hand the kept values out (a plan is per key, so it knows which nodes are kept); the
     # other nodes die once this frame, graph.nodes and the graph's value-key tables (cleared

@@ -117,10 +117,14 @@ class Plan:
     """The steps of one graph structure, in execution order; ``launchers`` caches the
     compiled kernel per (group index, layout variant), filled by the runtime."""
 
-    __slots__ = ("steps", "launchers", "bindings", "guards", "kept")
+    __slots__ = ("steps", "launchers", "bindings", "guards", "kept", "runner", "runner_tries")
 
     def __init__(self, steps, guards=(), kept=()):
         self.steps = steps
+        # the generated function that runs the steps once their layouts are known
+        # (runner.build): None until built, False when no step gains from one
+        self.runner = None
+        self.runner_tries = 0
         # the indices of the nodes a live tensor shows (odd entries of the key): the only
         # values a run hands out
         self.kept = kept

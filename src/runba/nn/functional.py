@@ -16,9 +16,9 @@ import math
 import warnings
 
 import runba
-from runba._state import STATE
 from runba.autograd import no_grad
 from runba.ops import elementwise as _ew
+from runba.ops import linalg as _linalg
 from runba.ops import reduce as _red
 from runba.ops.index import one_hot
 from runba.tensor import Tensor
@@ -59,13 +59,7 @@ __all__ = [
 # ---------------------------------------------------------------------------- layers
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``input @ weight.T + bias`` (weight is ``(out_features, in_features)``)."""
-    capture = STATE.capture
-    if capture is not None:  # inside runba.fuse: one call records the GEMM and the bias add
-        out = capture.linear(input, weight, bias)
-        if out is not None:
-            return out
-    out = input.matmul(weight.t())
-    return out if bias is None else out + bias
+    return _linalg.linear(input, weight, bias)
 
 
 def relu(input: Tensor, inplace: bool = False) -> Tensor:

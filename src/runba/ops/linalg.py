@@ -8,6 +8,7 @@ import re
 import numpy as np
 
 from runba import dtypes as _dt
+from runba._state import STATE
 from runba.kernels import blas, threads
 from runba.ops.registry import (
     EXTERN,
@@ -154,6 +155,26 @@ def matmul(input, other):
     """
     _check_matmul(input, other, "matmul")
     return dispatch(MATMUL_OP, (input, other))
+
+
+def linear(input, weight, bias=None):
+    """``input @ weight.T + bias`` (``F.linear``). Inside ``runba.fuse`` the recorder may
+    take the whole call at once (``Recorder.linear``: the GEMM node and the bias add, as
+    these ops would record them); otherwise, and in eager mode, it is those ops.
+
+    >>> import runba
+    >>> linear(runba.ones(2, 3), runba.ones(4, 3), runba.zeros(4)).tolist()[0]
+    [3.0, 3.0, 3.0, 3.0]
+    """
+    capture = STATE.capture
+    if capture is not None:
+        # an optional part of the capture handler's seam (``record`` is the required one)
+        one_call = getattr(capture, "linear", None)
+        out = one_call(input, weight, bias) if one_call is not None else None
+        if out is not None:
+            return out
+    out = matmul(input, weight.t())
+    return out if bias is None else out + bias
 
 
 @tensor_method()
